@@ -1,0 +1,111 @@
+"""Ollama Modelfiles for every Borealis size and variant, from the catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from borealis_local.catalog import CHAT_FORMAT, DEFAULT_QUANT, SAMPLING, Model
+from borealis_local.errors import BorealisError
+from borealis_local.templates import GENERATED_NOTE, ollama_template
+
+GiB = 1024**3
+
+
+def license_text(model: Model) -> str:
+    """The LICENSE block: name, URL and use restrictions as published, nothing invented."""
+    lic = model.license
+    lines = [lic.name, lic.url, "", lic.summary]
+    if lic.restrictions:
+        lines += ["", "Use restrictions:"]
+        lines += [f"{i}. {text}" for i, text in enumerate(lic.restrictions, 1)]
+    lines += ["", f"The licence itself is at {lic.url}; this summary does not replace it."]
+    return "\n".join(lines)
+
+
+def _triple_quoted(text: str, what: str) -> str:
+    # Modelfile strings have no escapes: a value holding """ cannot be written at all.
+    if '"""' in text:
+        raise BorealisError(f'{what} contains """, which a Modelfile cannot quote: remove it')
+    return f'"""{text}"""'
+
+
+def _header(model: Model, *, from_path: str | None, system: str | None) -> list[str]:
+    kind = "full" if model.variant == "full" else "open (no press material)"
+    lines = [
+        f"# {model.name}: Borealis {model.size.upper()}, {kind} variant.",
+        "# The National Library of Norway's Norwegian-centric (Bokmål, Nynorsk, English)",
+        "# instruction-tuned model, based on Gemma 3.",
+        f"# Licence: {model.license.name}, {model.license.url} (LICENSE below).",
+    ]
+    if model.gated and from_path is None:
+        lines += [
+            f"# The hub repo is gated: accept the licence at https://huggingface.co/{model.gguf_repo}",
+            "# first, and let Ollama reach it (your Ollama SSH key on your Hugging Face account).",
+        ]
+    if model.modality != "text":
+        lines.append("# Gemma 3's vision tower is not loaded here: this Modelfile serves text.")
+    lines += [
+        "#",
+        "# Create and run it:",
+        f"#   ollama create {model.ollama_tag} -f modelfiles/{model.modelfile_name}",
+        f"#   ollama run {model.ollama_tag}",
+        "#",
+    ]
+    if system is None:
+        lines += [
+            "# No SYSTEM: Borealis has its system prompt baked into the weights. A system",
+            "# message you send is folded into the first user turn, as Gemma 3 was trained.",
+        ]
+    else:
+        lines += ["# SYSTEM is set below; the template folds it into the first user turn."]
+    lines.append(f"# {GENERATED_NOTE}")
+    return lines
+
+
+def render_modelfile(
+    model: Model,
+    *,
+    quant: str = DEFAULT_QUANT,
+    from_path: str | Path | None = None,
+    num_ctx: int | None = None,
+    system: str | None = None,
+) -> str:
+    """One Modelfile. `from_path` points FROM at a local GGUF instead of the hub."""
+    if from_path is not None:
+        from_path = str(from_path)
+        source = from_path
+    else:
+        source = model.hub_reference(quant)
+    num_ctx = num_ctx or model.default_num_ctx
+    if num_ctx < 1:
+        raise BorealisError(f"num_ctx must be a positive number of tokens, not {num_ctx}")
+    if num_ctx > model.context_length:
+        raise BorealisError(
+            f"num_ctx {num_ctx} is over {model.name}'s context length "
+            f"{model.context_length}: choose at most {model.context_length}"
+        )
+    kv_gib = model.shape.kv_cache_bytes(num_ctx) / GiB
+    lines = _header(model, from_path=from_path, system=system)
+    lines += [
+        "",
+        f"FROM {source}",
+        "",
+        f"TEMPLATE {_triple_quoted(ollama_template(), 'the template')}",
+        "",
+        "# Gemma 3 ends every turn with this token.",
+        f'PARAMETER stop "{CHAT_FORMAT.end_of_turn}"',
+        f"# Sampling: {SAMPLING.source}.",
+        f"PARAMETER temperature {SAMPLING.temperature:g}",
+        f"PARAMETER top_k {SAMPLING.top_k}",
+        f"PARAMETER top_p {SAMPLING.top_p:g}",
+        "# Context: Ollama's default (4096 on most machines) silently cuts long prompts from the",
+        f"# front, retrieved documents first. {num_ctx} tokens "
+        f"(the model takes {model.context_length}) need about",
+        f"# {kv_gib:.2f} GiB of f16 KV cache on top of the weights (Gemma 3's sliding-window",
+        "# layers keep only their window). Raise it for longer documents if memory allows.",
+        f"PARAMETER num_ctx {num_ctx}",
+    ]
+    if system is not None:
+        lines += ["", f"SYSTEM {_triple_quoted(system, 'the system prompt')}"]
+    lines += ["", f"LICENSE {_triple_quoted(license_text(model), 'the licence')}", ""]
+    return "\n".join(lines)
