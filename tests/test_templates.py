@@ -4,6 +4,7 @@ Gemma 3 template wherever it defines the result."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_corpus_covers_the_hard_cases():
     roles = [[m["role"] for m in conv] for conv in CORPUS]
     assert len(CORPUS) >= 500
     assert sum(r.count("system") >= 2 for r in roles) >= 50
-    assert sum(any(a == b != "system" for a, b in zip(r, r[1:])) for r in roles) >= 100
+    assert sum(any(a == b != "system" for a, b in pairwise(r)) for r in roles) >= 100
     assert sum(bool(r) and r[-1] == "assistant" for r in roles) >= 100
     assert sum(in_reference_domain(c) for c in CORPUS) >= 200
     contents = [m["content"] for conv in CORPUS for m in conv]
@@ -52,7 +53,7 @@ def test_corpus_covers_the_hard_cases():
 
 def test_jinja_equals_go_on_the_whole_corpus(go_rendered):
     mismatches = [
-        i for i, (conv, go) in enumerate(zip(CORPUS, go_rendered))
+        i for i, (conv, go) in enumerate(zip(CORPUS, go_rendered, strict=True))
         if templates.render(conv) != BOS + go
     ]
     assert mismatches == [], f"{len(mismatches)} conversations differ, first: {mismatches[:5]}"
@@ -73,7 +74,7 @@ def test_llama_cpp_python_formatter_renders_the_same(llama_cpp, go_rendered):
     formatter = Jinja2ChatFormatter(
         template=templates.jinja_template(), bos_token=BOS, eos_token=CHAT_FORMAT.end_of_turn
     )
-    for conv, go in zip(CORPUS, go_rendered):
+    for conv, go in zip(CORPUS, go_rendered, strict=True):
         response = formatter(messages=conv)
         assert response.prompt == BOS + go
         assert response.added_special  # llama-cpp-python then adds no BOS of its own
@@ -81,7 +82,7 @@ def test_llama_cpp_python_formatter_renders_the_same(llama_cpp, go_rendered):
 
 def test_both_equal_googles_reference_where_it_is_defined(go_rendered):
     checked = 0
-    for conv, go in zip(CORPUS, go_rendered):
+    for conv, go in zip(CORPUS, go_rendered, strict=True):
         if not in_reference_domain(conv):
             continue
         ours = templates.render(conv)

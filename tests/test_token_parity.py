@@ -48,7 +48,7 @@ def test_evaluated_tokens_equal_the_ollama_prompt_tokens(llm, go_renderer):
     random.Random(7).shuffle(conversations)
     go_prompts = go_renderer.render(templates.ollama_template(), conversations)
     checked = 0
-    for messages, go_prompt in zip(conversations, go_prompts):
+    for messages, go_prompt in zip(conversations, go_prompts, strict=True):
         expected = llm.tokenize(go_prompt.encode(), add_bos=True, special=True)
         if len(expected) > MAX_PROMPT_TOKENS:
             continue

@@ -38,9 +38,12 @@ def _header(model: Model, *, from_path: str | None, system: str | None) -> list[
         f"# Licence: {model.license.name}, {model.license.url} (LICENSE below).",
     ]
     if model.gated and from_path is None:
+        page = f"https://huggingface.co/{model.gguf_repo}"
+        local = f"borealis modelfile {model.size} --from FILE.gguf"
         lines += [
-            f"# The hub repo is gated: accept the licence at https://huggingface.co/{model.gguf_repo}",
-            "# first, and let Ollama reach it (your Ollama SSH key on your Hugging Face account).",
+            f"# The hub repo is gated: accept the licence at {page}",
+            "# and add your Ollama key (~/.ollama/id_ed25519.pub) to your Hugging Face account, or",
+            f"# download the GGUF and use `{local}` instead.",
         ]
     if model.modality != "text":
         lines.append("# Gemma 3's vision tower is not loaded here: this Modelfile serves text.")
