@@ -58,7 +58,9 @@ def _checked_gguf_path(raw: str) -> Path:
     model name and tries to pull it, which fails far from the cause."""
     path = Path(raw).expanduser().resolve()
     if not path.is_file():
-        raise BorealisError(f"no such file: {path} (download it with `borealis pull`)")
+        raise BorealisError(
+            f"no such file: {path} (`borealis list --json` names every hub repo and file)"
+        )
     with path.open("rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
             raise BorealisError(f"{path} is not a GGUF file (it does not start with 'GGUF')")

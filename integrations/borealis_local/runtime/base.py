@@ -1,0 +1,318 @@
+"""The contract every runtime backend keeps, and what they share.
+
+Streaming is the primitive: a backend implements `_stream` (and, when its client has
+native async, `_astream`); chat, completion, their async forms and the non-streaming
+calls are built on it here, once. Every result and the last chunk of every stream
+carry usage, the finish reason and timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from borealis_local.errors import InvalidRequestError, StreamInterruptedError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Generation options, named as in the issue and mapped by each backend.
+
+    None means "the backend's default" (for Borealis: the catalog's sampling).
+    """
+
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    num_ctx: int | None = None
+    # Constrained output: a JSON schema, or any JSON object (json_mode).
+    json_schema: Mapping[str, Any] | None = None
+    json_mode: bool = False
+
+    def merged(self, **overrides: Any) -> Options:
+        """These options with per-call overrides (None leaves a field as it is)."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown option(s) {', '.join(sorted(unknown))}: the options are "
+                + ", ".join(f.name for f in dataclasses.fields(self))
+            )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "stop" in given:
+            stop = given["stop"]
+            given["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+        return dataclasses.replace(self, **given).validated()
+
+    def validated(self) -> Options:
+        def check(name: str, ok: bool, what: str) -> None:
+            value = getattr(self, name)
+            if value is not None and not ok:
+                raise InvalidRequestError(f"{name} must be {what}, not {value!r}")
+
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        def integer(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        t, k, p, m = self.temperature, self.top_k, self.top_p, self.min_p
+        check("temperature", number(t) and t >= 0, "a number >= 0")
+        check("top_k", integer(k) and k >= 0, "an integer >= 0 (0 turns it off)")
+        check("top_p", number(p) and 0 < p <= 1, "a number in (0, 1]")
+        check("min_p", number(m) and 0 <= m <= 1, "a number in [0, 1]")
+        rp = self.repeat_penalty
+        check("repeat_penalty", number(rp) and rp > 0, "a number > 0")
+        check("seed", integer(self.seed), "an integer")
+        mt, nc = self.max_tokens, self.num_ctx
+        check("max_tokens", integer(mt) and mt >= 1, "an integer >= 1")
+        check("num_ctx", integer(nc) and nc >= 1, "an integer >= 1")
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise InvalidRequestError(f"stop must be non-empty strings, not {self.stop!r}")
+        if self.json_schema is not None and not isinstance(self.json_schema, Mapping):
+            raise InvalidRequestError("json_schema must be a JSON schema object (a dict)")
+        return self
+
+
+def normalise_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Check roles and contents, and strip contents of surrounding whitespace as
+    Google's Gemma 3 template does, so every backend feeds the model the same tokens."""
+    result = []
+    for i, message in enumerate(messages):
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise InvalidRequestError(
+                f"message {i} has role {role!r}: Borealis takes {', '.join(ROLES)}"
+            )
+        if not isinstance(content, str):
+            raise InvalidRequestError(f"message {i} content must be text, not {type(content)}")
+        result.append({"role": role, "content": content.strip()})
+    if not result:
+        raise InvalidRequestError("no messages: give at least one")
+    return result
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Prompt tokens the runtime reused from its cache instead of evaluating again.
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Timings:
+    """Milliseconds. `source` says who measured: the runtime itself or the client."""
+
+    load_ms: float | None = None
+    prompt_ms: float | None = None
+    generation_ms: float | None = None
+    ttft_ms: float | None = None
+    source: str = "client"
+
+    @staticmethod
+    def rate(tokens: int, ms: float | None) -> float | None:
+        return tokens / (ms / 1000) if ms and tokens else None
+
+
+@dataclass
+class Chunk:
+    """A piece of a streamed answer; the last one carries finish reason, usage, timings."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (end of turn or a stop sequence) or "length"
+    usage: Usage
+    timings: Timings
+    model: str
+    backend: str
+    device: str | None = None
+
+    @property
+    def generation_tokens_per_second(self) -> float | None:
+        return Timings.rate(self.usage.completion_tokens, self.timings.generation_ms)
+
+    @property
+    def prompt_tokens_per_second(self) -> float | None:
+        return Timings.rate(self.usage.prompt_tokens, self.timings.prompt_ms)
+
+
+@dataclass
+class Request:
+    """One call: either chat messages (already normalised) or a raw prompt."""
+
+    options: Options
+    messages: list[dict[str, str]] | None = None
+    prompt: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Backend(ABC):
+    """A model on one runtime. Subclasses implement `_stream`; see the module doc."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, model: str, options: Options | None = None):
+        self.model = model
+        self.options = (options or Options()).validated()
+
+    # -- what a backend implements -------------------------------------------------
+
+    @abstractmethod
+    def _stream(self, request: Request) -> Iterator[Chunk]:
+        """Yield the answer's chunks; the last carries finish reason, usage, timings."""
+
+    async def _astream(self, request: Request) -> AsyncIterator[Chunk]:
+        """Async streaming; by default the sync stream runs in a worker thread, so the
+        event loop never blocks."""
+        async for chunk in _iterate_in_thread(lambda: self._stream(request)):
+            yield chunk
+
+    @property
+    def device(self) -> str | None:
+        """Where the model runs, when the backend can tell (e.g. "CPU", "CUDA0")."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional: most backends hold nothing to release
+        """Release the model or connection."""
+
+    # -- built on _stream, once for every backend ------------------------------------
+
+    def _request(self, messages=None, prompt=None, options: Mapping[str, Any] | None = None):
+        opts = self.options.merged(**(options or {}))
+        if prompt is not None and not isinstance(prompt, str):
+            raise InvalidRequestError("prompt must be text")
+        msgs = normalise_messages(messages) if messages is not None else None
+        return Request(options=opts, messages=msgs, prompt=prompt)
+
+    def stream_chat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Iterator[Chunk]:
+        return self._stream(self._request(messages=messages, options=options))
+
+    def stream_complete(self, prompt: str, **options: Any) -> Iterator[Chunk]:
+        return self._stream(self._request(prompt=prompt, options=options))
+
+    def chat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Completion:
+        return self._collect(self.stream_chat(messages, **options))
+
+    def complete(self, prompt: str, **options: Any) -> Completion:
+        return self._collect(self.stream_complete(prompt, **options))
+
+    def astream_chat(
+        self, messages: Iterable[Mapping[str, Any]], **options: Any
+    ) -> AsyncIterator[Chunk]:
+        return self._astream(self._request(messages=messages, options=options))
+
+    def astream_complete(self, prompt: str, **options: Any) -> AsyncIterator[Chunk]:
+        return self._astream(self._request(prompt=prompt, options=options))
+
+    async def achat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Completion:
+        return await self._acollect(self.astream_chat(messages, **options))
+
+    async def acomplete(self, prompt: str, **options: Any) -> Completion:
+        return await self._acollect(self.astream_complete(prompt, **options))
+
+    def _collect(self, chunks: Iterable[Chunk]) -> Completion:
+        parts, last = [], None
+        for chunk in chunks:
+            parts.append(chunk.text)
+            last = chunk
+        return self._completion("".join(parts), last)
+
+    async def _acollect(self, chunks: AsyncIterator[Chunk]) -> Completion:
+        parts, last = [], None
+        async for chunk in chunks:
+            parts.append(chunk.text)
+            last = chunk
+        return self._completion("".join(parts), last)
+
+    def _completion(self, text: str, last: Chunk | None) -> Completion:
+        if last is None or last.finish_reason is None:
+            raise StreamInterruptedError(f"{self.kind}: the answer ended without a finish reason")
+        return Completion(
+            text=text,
+            finish_reason=last.finish_reason,
+            usage=last.usage or Usage(),
+            timings=last.timings or Timings(),
+            model=self.model,
+            backend=self.kind,
+            device=self.device,
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_DONE = object()
+
+
+async def _iterate_in_thread(make_iterator: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
+    """Run a blocking iterator in a worker thread and hand its items to the event loop.
+
+    Leaving the async loop early stops the worker after its current item.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        iterator = None
+        try:
+            iterator = make_iterator()
+            for item in iterator:
+                put(item)
+                if stop.is_set():
+                    break
+        except BaseException as error:  # handed to the consumer, raised there
+            put(_Failure(error))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+            put(_DONE)
+
+    worker = loop.run_in_executor(None, work)
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        await asyncio.shield(worker)
