@@ -109,3 +109,35 @@ def test_help_describes_every_command():
     assert result.returncode == 0
     for command in ("list", "modelfile", "lint"):
         assert command in result.stdout
+
+
+@pytest.mark.slow
+def test_chat_from_a_pipe_answers_each_line_once(gemma_gguf):
+    result = subprocess.run(
+        [sys.executable, "-m", "borealis_local.cli", "chat", str(gemma_gguf),
+         "--max-tokens", "3", "--seed", "1", "--num-ctx", "512"],
+        input="Hei\n\nHva heter du?\n",
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    stats = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(stats) == 2  # the empty line is not a question
+    assert all(line.startswith("[3 tokens, ") and "tokens/s" in line for line in stats)
+    assert result.stdout.count("\n") >= 2
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/nonexistent/model.gguf", "no such model file"),
+        ("openai:m@http://127.0.0.1:9/v1", "no OpenAI-compatible server answers"),
+        ("openai:m", "openai:MODEL@BASE_URL"),
+    ],
+)
+def test_chat_errors_are_one_line_and_exit_1(model, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "borealis_local.cli", "chat", model],
+        input="Hei\n", capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0

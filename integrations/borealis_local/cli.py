@@ -114,6 +114,28 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from borealis_local.chat import prompt_lines, run_chat
+    from borealis_local.runtime.base import Options
+    from borealis_local.runtime.resolve import open_backend
+
+    options = Options(
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        num_ctx=args.num_ctx,
+    ).validated()
+    interactive = sys.stdin.isatty()
+    with open_backend(args.model, options=options) as backend:
+        if interactive:
+            print(
+                f"{args.model} on {backend.kind}. /reset forgets, /exit or Ctrl-D ends.",
+                file=sys.stderr,
+            )
+        lines = prompt_lines() if interactive else sys.stdin
+        return run_chat(backend, lines, system=args.system, interactive=interactive)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="borealis",
@@ -156,6 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.set_defaults(func=cmd_lint)
+
+    p = commands.add_parser(
+        "chat",
+        help="chat with a model in the terminal, on any runtime",
+        description="Stream answers from MODEL: a catalog name (borealis-open-4b:Q8_0, "
+        "the GGUF on this machine), a .gguf path, an Ollama tag (borealis:4b) or "
+        "openai:MODEL@BASE_URL. From a pipe, each input line is answered on its own.",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--system", metavar="TEXT", help="a system prompt (Borealis needs none)")
+    p.add_argument("--temperature", type=float, help="default: 1.0 (Gemma 3's)")
+    p.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
+    p.add_argument("--seed", type=int, help="for reproducible sampling")
+    p.add_argument("--num-ctx", type=int, help="context window in tokens")
+    p.set_defaults(func=cmd_chat)
     return parser
 
 

@@ -157,7 +157,9 @@ class Completion:
 
     @property
     def prompt_tokens_per_second(self) -> float | None:
-        return Timings.rate(self.usage.prompt_tokens, self.timings.prompt_ms)
+        # Runtimes time only the prompt tokens they evaluated, not the cached ones.
+        evaluated = self.usage.prompt_tokens - self.usage.cached_tokens
+        return Timings.rate(evaluated, self.timings.prompt_ms)
 
 
 @dataclass
