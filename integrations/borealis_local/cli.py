@@ -114,6 +114,30 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_create(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from borealis_local.runtime.ollama import create_model
+
+    model = get_model(args.size, args.variant)
+    steps = create_model(
+        model,
+        quant=args.quant,
+        from_path=args.from_path,
+        tag=args.name,
+        num_ctx=args.num_ctx,
+    )
+    tag = args.name or model.ollama_tag
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"creating {tag}", total=None)
+        for step in steps:
+            progress.update(task, description=step.status, completed=step.completed or 0,
+                            total=step.total)
+    print(f"created {tag} in Ollama: `ollama run {tag}` or `borealis chat {tag}`")
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from borealis_local.chat import prompt_lines, run_chat
     from borealis_local.runtime.base import Options
@@ -178,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.set_defaults(func=cmd_lint)
+
+    p = commands.add_parser(
+        "create",
+        help="create a Borealis model in Ollama, with the right template and licence",
+        description="Create SIZE in Ollama through its API: the Borealis template, stop "
+        "token, sampling, num_ctx and licence from the catalog; weights from the hub "
+        "(Ollama pulls them) or a local GGUF (--from, uploaded first).",
+    )
+    p.add_argument("size", metavar="SIZE", help=f"one of {', '.join(SIZES)}")
+    p.add_argument("--variant", choices=VARIANTS, default="full", help="default: full")
+    p.add_argument("--quant", default=DEFAULT_QUANT, help=f"one of {', '.join(QUANTS)}")
+    p.add_argument("--from", dest="from_path", metavar="PATH.gguf", help="a local GGUF")
+    p.add_argument("--name", metavar="TAG", help="the Ollama tag (default: borealis:SIZE)")
+    p.add_argument("--num-ctx", type=int, help="context window (default: per size)")
+    p.set_defaults(func=cmd_create)
 
     p = commands.add_parser(
         "chat",

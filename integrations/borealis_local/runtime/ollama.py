@@ -1,0 +1,665 @@
+"""Ollama, through the official `ollama` client: `Client` for sync streams, `AsyncClient`
+natively for async ones, and `create_model` to install Borealis into Ollama.
+
+Models are named as Ollama names them: `borealis:4b` (made by `borealis create 4b`) or
+`hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M`. Chat goes to /api/chat, where the model's own
+TEMPLATE (ours: `templates.ollama_template()`) renders the messages; a raw completion
+goes to /api/generate with `raw=True`, so no template touches it.
+
+Options travel as a plain dict (`ollama.Options` silently drops `min_p`): temperature,
+top_k, top_p, min_p, repeat_penalty, seed, num_predict (= max_tokens), stop, num_ctx.
+Temperature, top_k and top_p that neither the call nor the model's own parameters set
+get the catalog's SAMPLING, so a model pulled straight from the hub samples like one
+made by `borealis create`. `json_schema` becomes `format=<schema>` (it wins over
+`json_mode`, which becomes `format="json"`). `keep_alive` is passed through.
+
+Usage and timings are Ollama's own: prompt_eval_count and eval_count; load, prompt-eval
+and eval durations (ns -> ms, source "ollama"). Time to first token is measured here,
+from the request's creation to the first text.
+
+The context window. Ollama fits an over-long prompt silently: it drops the oldest
+messages (keeping system messages and the last one), its runner then cuts the front of
+the tokens, and an answer that fills the window shifts it, forgetting the prompt's
+start. We never let that pass unnoticed, in three layers:
+
+1. Before sending, when tokens can be counted here, the prompt is counted exactly and
+   ContextOverflowError raised if prompt + max_tokens (at least one token, to answer)
+   exceeds num_ctx: the call's, else the model's (its /api/show parameters), else
+   Ollama's default 4096. num_ctx is always sent, so Ollama uses the number we checked
+   (a server's OLLAMA_CONTEXT_LENGTH cannot silently differ). The count renders the
+   messages with `templates.render` (token for token the prompt Ollama's Go template
+   gives: tests/test_token_parity.py) and tokenizes them with a Gemma 3 tokenizer: the
+   `tokenizer` argument (a callable text -> token count, or the path of a Gemma 3
+   GGUF, loaded vocab-only), else the model's GGUF blob when Ollama runs on this
+   machine (the FROM path in /api/show's modelfile) and llama-cpp-python is installed.
+   Without one, a warning says once how to give one.
+2. Every request asks Ollama to refuse rather than fit: `truncate: false` (no dropped
+   messages, no runner cut: HTTP 400 "the input length exceeds the context length",
+   raised here as ContextOverflowError) and `shift: false` (an answer that fills the
+   window stops with finish_reason "length"). Ollama reads these request fields since
+   late 2025 (api/types.go); older servers ignore them. ollama-python 0.6 has no
+   parameter for them, so the body is built with the client's own ChatRequest /
+   GenerateRequest models and sent through its `_request`.
+3. After the answer, two checks on what Ollama reports, sound on any server version:
+   prompt_eval_count (the prompt tokens the runner kept) reaching num_ctx means the
+   runner cut the prompt or left no room to answer; prompt_eval_count below a lower
+   bound of the prompt's size means messages were dropped. The bound is weak by
+   necessity: no Gemma 3 token spans more than 31 UTF-8 bytes (measured on the
+   vocabulary), so the messages need at least BOS + ceil(bytes / 31) tokens, about a
+   tenth of a typical count. So without a tokenizer, an old server (one that ignores
+   `truncate`) dropping a few messages is NOT caught: no sound check exists for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from borealis_local import templates
+from borealis_local.catalog import CHAT_FORMAT, DEFAULT_QUANT, MODELS, SAMPLING, SIZES, Model
+from borealis_local.errors import (
+    BackendError,
+    BackendTimeoutError,
+    BorealisError,
+    ContextOverflowError,
+    InvalidModelFileError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ServerUnavailableError,
+    StreamInterruptedError,
+)
+from borealis_local.modelfile import license_text
+from borealis_local.runtime.base import Backend, Chunk, Options, Request, Timings, Usage
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+# Ollama's num_ctx when neither the request nor the model sets one (FACTS.md).
+OLLAMA_DEFAULT_NUM_CTX = 4096
+# The longest piece in Gemma 3's vocabulary, in UTF-8 bytes (tests check it on the
+# real vocabulary): every token covers at most this much text.
+GEMMA3_MAX_TOKEN_BYTES = 31
+START_HINT = "start it with `ollama serve`, or set OLLAMA_HOST"
+# What Ollama's runner answers to a prompt longer than num_ctx under truncate=false.
+_INPUT_TOO_LONG = "exceeds the context length"
+
+TokenCounter = Callable[[str], int]
+
+
+class OllamaBackend(Backend):
+    """A model served by Ollama at `host` ($OLLAMA_HOST, else http://127.0.0.1:11434)."""
+
+    kind = "ollama"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        host: str | None = None,
+        options: Options | None = None,
+        keep_alive: float | str | None = None,
+        timeout: float = 120.0,
+        tokenizer: TokenCounter | str | os.PathLike | None = None,
+    ):
+        super().__init__(model, options)
+        import ollama
+
+        self.host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+        self.keep_alive = keep_alive
+        self.timeout = timeout
+        # httpx applies the timeout to the connect and to every read: nothing hangs.
+        self._client = ollama.Client(host=self.host, timeout=timeout)
+        self._tokenizer = _checked_tokenizer(tokenizer)
+        self._info: _ModelInfo | None = None
+        self._warned_no_tokenizer = False
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- streaming -------------------------------------------------------------------
+
+    def _stream(self, request: Request) -> Iterator[Chunk]:
+        with self._errors():
+            if self._info is None:
+                self._info = _ModelInfo.from_show(self._client.show(self.model))
+            budget = self._budget(request, self._info)
+        self._warn_if_uncounted(budget)
+        call = self._call(request, self._info, budget)
+        reader = _Reader(request, budget, self.host)
+        parts = self._client._request(
+            call.response_type, "POST", call.path, json=call.body, stream=True
+        )
+        try:
+            with self._errors(budget):
+                for part in parts:
+                    chunk = reader.feed(part)
+                    if chunk is not None:
+                        yield chunk
+        finally:
+            parts.close()
+        yield reader.finish()
+
+    async def _astream(self, request: Request) -> AsyncIterator[Chunk]:
+        import ollama
+
+        # One AsyncClient per request: its connections belong to the running loop, and
+        # leaving the `async with` closes them, whichever loop the next call runs on.
+        async with ollama.AsyncClient(host=self.host, timeout=self.timeout) as client:
+            async for chunk in self._astream_with(client, request):
+                yield chunk
+
+    async def _astream_with(self, client, request: Request) -> AsyncIterator[Chunk]:
+        with self._errors():
+            if self._info is None:
+                self._info = _ModelInfo.from_show(await client.show(self.model))
+        # Counting may load a tokenizer and tokenize a long prompt: not on the loop.
+        with self._errors():
+            budget = await asyncio.to_thread(self._budget, request, self._info)
+        self._warn_if_uncounted(budget)
+        call = self._call(request, self._info, budget)
+        reader = _Reader(request, budget, self.host)
+        parts = await client._request(
+            call.response_type, "POST", call.path, json=call.body, stream=True
+        )
+        try:
+            with self._errors(budget):
+                async for part in parts:
+                    chunk = reader.feed(part)
+                    if chunk is not None:
+                        yield chunk
+        finally:
+            await parts.aclose()
+        yield reader.finish()
+
+    # -- one request -----------------------------------------------------------------
+
+    def _budget(self, request: Request, info: _ModelInfo) -> _Budget:
+        """The context this request gets, and its prompt counted when we can (layer 1)."""
+        if request.prompt is not None and not request.prompt:
+            raise InvalidRequestError(
+                "the prompt is empty: Ollama takes an empty prompt as an order to load the "
+                "model, not to generate"
+            )
+        n_ctx = request.options.num_ctx or info.num_ctx or OLLAMA_DEFAULT_NUM_CTX
+        counter = self._counter(info)
+        counted = counter(_prompt_text(request)) if counter is not None else None
+        if counted is not None:
+            _check_fits(counted, request.options.max_tokens, n_ctx)
+        return _Budget(n_ctx, counted, minimum_prompt_tokens(request))
+
+    def _counter(self, info: _ModelInfo) -> TokenCounter | None:
+        if callable(self._tokenizer):
+            return self._tokenizer
+        if self._tokenizer is not None:
+            return gguf_token_counter(self._tokenizer)
+        blob = info.blob
+        local = blob is not None and os.path.isabs(blob) and os.access(blob, os.R_OK)
+        if local and importlib.util.find_spec("llama_cpp") is not None:
+            return gguf_token_counter(blob)
+        return None
+
+    def _warn_if_uncounted(self, budget: _Budget) -> None:
+        if budget.counted is None and not self._warned_no_tokenizer:
+            self._warned_no_tokenizer = True
+            warnings.warn(
+                f"OllamaBackend cannot count {self.model!r}'s tokens here (Ollama runs "
+                "elsewhere, or llama-cpp-python is missing), so an over-long prompt is "
+                "caught by Ollama itself (truncate=false, recent versions) or, on older "
+                "servers, only when grossly cut. For an exact check before sending, pass "
+                "tokenizer=PATH of the model's GGUF (any Gemma 3 GGUF will do) with "
+                "llama-cpp-python installed, or tokenizer=a function text -> token count",
+                stacklevel=3,
+            )
+
+    def _call(self, request: Request, info: _ModelInfo, budget: _Budget) -> _Call:
+        """The request body: the client's own request models, plus truncate/shift (layer 2)."""
+        import ollama
+        from ollama._types import ChatRequest, GenerateRequest
+
+        fields = dict(
+            model=self.model,
+            stream=True,
+            format=_format(request.options),
+            options=_ollama_options(request.options, budget.n_ctx, info),
+            keep_alive=self.keep_alive,
+        )
+        if request.messages is not None:
+            body = ChatRequest(messages=request.messages, **fields)
+            path, response_type = "/api/chat", ollama.ChatResponse
+        else:
+            body = GenerateRequest(prompt=request.prompt, raw=True, **fields)
+            path, response_type = "/api/generate", ollama.GenerateResponse
+        payload = body.model_dump(exclude_none=True)
+        payload.update(truncate=False, shift=False)
+        return _Call(path, response_type, payload)
+
+    @contextmanager
+    def _errors(self, budget: _Budget | None = None):
+        """Raise the client's and httpx's errors as ours, keeping the server's message."""
+        try:
+            yield
+        except BorealisError:
+            raise
+        except Exception as error:
+            translated = _translate(error, self.host, self.model, self.timeout, budget)
+            if translated is None:
+                raise
+            raise translated from error
+
+
+# -- what a request needs to know ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ModelInfo:
+    """What /api/show says about a model that matters here."""
+
+    parameters: Mapping[str, str]  # name -> value as Ollama prints it (last one wins)
+    blob: str | None  # the modelfile's FROM: a blob path on Ollama's machine
+
+    @property
+    def num_ctx(self) -> int | None:
+        try:
+            return int(float(self.parameters["num_ctx"]))
+        except (KeyError, ValueError):
+            return None
+
+    @classmethod
+    def from_show(cls, show) -> _ModelInfo:
+        parameters = {}
+        for line in (show.parameters or "").splitlines():
+            name, _, value = line.strip().partition(" ")
+            if name:
+                parameters[name] = value.strip()
+        blob = None
+        for line in (show.modelfile or "").splitlines():
+            if line.startswith("FROM "):
+                blob = line.removeprefix("FROM ").strip()
+        return cls(parameters, blob)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    n_ctx: int
+    counted: int | None  # the prompt's exact tokens, when a tokenizer was at hand
+    minimum: int  # a lower bound of the prompt's tokens, always sound
+
+
+class _Call(NamedTuple):
+    path: str
+    response_type: type
+    body: dict
+
+
+def _prompt_text(request: Request) -> str:
+    """The text Ollama tokenizes, with <bos> written out (Ollama adds it)."""
+    if request.messages is not None:
+        return templates.render(request.messages)
+    return CHAT_FORMAT.bos + request.prompt
+
+
+def minimum_prompt_tokens(request: Request) -> int:
+    """A lower bound of the prompt's tokens that needs no tokenizer: BOS, plus the
+    messages' (or raw prompt's) UTF-8 bytes over the longest Gemma 3 token."""
+    texts = [m["content"] for m in request.messages] if request.messages else [request.prompt]
+    size = sum(len(text.encode()) for text in texts)
+    return 1 + math.ceil(size / GEMMA3_MAX_TOKEN_BYTES)
+
+
+def _check_fits(counted: int, max_tokens: int | None, n_ctx: int) -> None:
+    room = max_tokens or 1
+    if counted + room > n_ctx:
+        suggestion = 1024 * math.ceil((counted + room) / 1024)
+        raise ContextOverflowError(
+            f"the prompt is {counted} tokens and the answer needs {room} more "
+            f"({'max_tokens' if max_tokens else 'at least one'}), but num_ctx is {n_ctx}: "
+            "Ollama would cut the prompt silently, so it was not sent. Shorten the prompt, "
+            f"lower max_tokens or pass num_ctx={suggestion} (within the model's context length)",
+            prompt_tokens=counted,
+            n_ctx=n_ctx,
+        )
+
+
+def _ollama_options(options: Options, n_ctx: int, info: _ModelInfo) -> dict[str, Any]:
+    chosen: dict[str, Any] = {
+        "temperature": options.temperature,
+        "top_k": options.top_k,
+        "top_p": options.top_p,
+        "min_p": options.min_p,
+        "repeat_penalty": options.repeat_penalty,
+        "seed": options.seed,
+        "num_predict": options.max_tokens,
+        "stop": list(options.stop) or None,
+        "num_ctx": n_ctx,
+    }
+    for name in ("temperature", "top_k", "top_p"):
+        if chosen[name] is None and name not in info.parameters:
+            chosen[name] = getattr(SAMPLING, name)
+    return {name: value for name, value in chosen.items() if value is not None}
+
+
+def _format(options: Options) -> dict | str | None:
+    if options.json_schema is not None:
+        return dict(options.json_schema)
+    return "json" if options.json_mode else None
+
+
+# -- tokenizers --------------------------------------------------------------------------
+
+_counters: dict[str, TokenCounter] = {}
+_counters_lock = threading.Lock()
+
+
+def gguf_token_counter(path: str | os.PathLike) -> TokenCounter:
+    """Counts tokens with a GGUF's vocabulary (loaded vocab-only, once per file).
+
+    Special tokens written in the text (<bos>, <start_of_turn>) count as one token each,
+    as Ollama parses them; no BOS is added.
+    """
+    key = os.path.realpath(path)
+    with _counters_lock:
+        if key not in _counters:
+            _counters[key] = _load_counter(key)
+        return _counters[key]
+
+
+def _load_counter(path: str) -> TokenCounter:
+    import llama_cpp
+
+    try:
+        vocab = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    except ValueError as error:
+        raise InvalidModelFileError(
+            f"cannot read a tokenizer from {path} ({error}): give a Gemma 3 GGUF"
+        ) from error
+    lock = threading.Lock()
+
+    def count(text: str) -> int:
+        with lock:
+            return len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+
+    return count
+
+
+def _checked_tokenizer(tokenizer):
+    if tokenizer is None or callable(tokenizer):
+        return tokenizer
+    path = Path(tokenizer)
+    if not path.is_file():
+        raise InvalidRequestError(
+            f"tokenizer {path} is not a file: give the path of a Gemma 3 GGUF (any Borealis "
+            "GGUF will do) or a function text -> token count"
+        )
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise InvalidRequestError(
+            "a GGUF tokenizer needs llama-cpp-python: pip install 'borealis-local[llama-cpp]', "
+            "or pass a function text -> token count"
+        )
+    return str(path)
+
+
+# -- reading the answer ------------------------------------------------------------------
+
+
+class _Reader:
+    """Turns Ollama's NDJSON parts into Chunks, and its done part into the last one."""
+
+    def __init__(self, request: Request, budget: _Budget, host: str):
+        self.request = request
+        self.budget = budget
+        self.host = host
+        self.first_text_at: float | None = None
+        self.done = None
+        self.done_text = ""
+
+    def feed(self, part) -> Chunk | None:
+        message = getattr(part, "message", None)
+        text = (message.content if message is not None else part.response) or ""
+        if text and self.first_text_at is None:
+            self.first_text_at = time.perf_counter()
+        if part.done:
+            self.done, self.done_text = part, text
+            return None
+        return Chunk(text) if text else None
+
+    def finish(self) -> Chunk:
+        part = self.done
+        if part is None:
+            raise StreamInterruptedError(
+                f"Ollama at {self.host} ended the answer without its final message: the "
+                "server stopped or the connection broke; try again"
+            )
+        usage = Usage(part.prompt_eval_count or 0, part.eval_count or 0)
+        _check_prompt_kept(usage.prompt_tokens, self.budget)
+        first = self.first_text_at or time.perf_counter()
+        timings = Timings(
+            load_ms=_ms(part.load_duration),
+            prompt_ms=_ms(part.prompt_eval_duration),
+            generation_ms=_ms(part.eval_duration),
+            ttft_ms=(first - self.request.started) * 1000,
+            source="ollama",
+        )
+        reason = _finish_reason(part, self.request.options.max_tokens)
+        return Chunk(self.done_text, finish_reason=reason, usage=usage, timings=timings)
+
+
+def _check_prompt_kept(kept: int, budget: _Budget) -> None:
+    """Layer 3: what the runner reports it kept must be the whole prompt."""
+    if not kept:  # the server sent no count
+        return
+    if kept >= budget.n_ctx:
+        raise ContextOverflowError(
+            f"Ollama kept {kept} prompt tokens in a {budget.n_ctx}-token context (num_ctx): "
+            "it cut the prompt or left no room to answer, so the answer cannot be trusted. "
+            "Shorten the prompt or raise num_ctx",
+            prompt_tokens=budget.counted or kept,
+            n_ctx=budget.n_ctx,
+        )
+    if kept < budget.minimum:
+        raise ContextOverflowError(
+            f"Ollama evaluated {kept} prompt tokens, but these messages cannot be fewer than "
+            f"{budget.minimum}: it dropped part of the prompt to fit num_ctx={budget.n_ctx} "
+            "(a server that ignores truncate=false). Shorten the prompt or raise num_ctx",
+            prompt_tokens=budget.counted or budget.minimum,
+            n_ctx=budget.n_ctx,
+        )
+
+
+def _finish_reason(part, max_tokens: int | None) -> str:
+    if part.done_reason in ("stop", "length"):
+        return part.done_reason
+    # Servers that send no done_reason: a full num_predict means the length stopped it.
+    return "length" if max_tokens and (part.eval_count or 0) >= max_tokens else "stop"
+
+
+def _ms(ns: int | None) -> float | None:
+    return ns / 1e6 if ns is not None else None
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def _translate(error, host, model, timeout, budget=None) -> BorealisError | None:
+    """Our error for one the client or httpx raised, or None when it is not theirs."""
+    import httpx
+    import ollama
+
+    if isinstance(error, (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)):
+        return ServerUnavailableError(f"Ollama is not running at {host} — {START_HINT} ({error})")
+    if isinstance(error, httpx.TimeoutException):
+        return BackendTimeoutError(
+            f"Ollama at {host} did not answer within {timeout} s ({type(error).__name__}): "
+            "a large model may still be loading; raise timeout="
+        )
+    if isinstance(error, (httpx.TransportError, json.JSONDecodeError)):  # or a torn JSON line
+        return StreamInterruptedError(
+            f"the connection to Ollama at {host} broke in the middle of the answer ({error}); "
+            "try again"
+        )
+    if not isinstance(error, ollama.ResponseError):
+        return None
+    message, status = error.error, error.status_code
+    if status == 404:
+        return ModelNotFoundError(
+            f"Ollama at {host} has no model {model!r} ({message}): {install_hint(model)}"
+        )
+    if _INPUT_TOO_LONG in message and budget is not None:
+        return ContextOverflowError(
+            f"Ollama refused the prompt: {message} (num_ctx={budget.n_ctx}). Shorten the "
+            "prompt or raise num_ctx",
+            # Uncounted, the least a prompt Ollama refused can be.
+            prompt_tokens=budget.counted or max(budget.minimum, budget.n_ctx + 1),
+            n_ctx=budget.n_ctx,
+        )
+    if status == 400 or ('option "' in message and "must be" in message):
+        return InvalidRequestError(f"Ollama refused the request: {message}")
+    if status == -1:  # an error line in the middle of a streamed answer
+        return StreamInterruptedError(
+            f"Ollama at {host} failed in the middle of the answer: {message}"
+        )
+    return BackendError(f"Ollama at {host} failed: {message} (HTTP {status})")
+
+
+def install_hint(tag: str) -> str:
+    """What to run to get `tag` into Ollama."""
+    for model in MODELS:
+        if tag.lower() == model.ollama_tag:
+            variant = " --variant open" if model.variant == "open" else ""
+            return f"run `borealis create {model.size}{variant}`"
+    if tag.lower().startswith("hf.co/"):
+        return f"run `ollama pull {tag}`, or `borealis create SIZE` to install Borealis"
+    return (
+        f"run `borealis create SIZE --name {tag}` to install Borealis under that name "
+        f"(sizes: {', '.join(SIZES)}), or `ollama pull {tag}` for a model from a registry"
+    )
+
+
+# -- installing Borealis into Ollama ----------------------------------------------------
+
+
+class CreateProgress(NamedTuple):
+    """One step of `create_model`, for a progress display."""
+
+    status: str
+    completed: int | None = None
+    total: int | None = None
+
+
+def create_model(
+    model: Model,
+    *,
+    quant: str = DEFAULT_QUANT,
+    from_path: str | os.PathLike | None = None,
+    tag: str | None = None,
+    num_ctx: int | None = None,
+    host: str | None = None,
+    timeout: float | None = 600.0,
+) -> Iterator[CreateProgress]:
+    """Install a Borealis model into Ollama as `tag` (default `model.ollama_tag`),
+    yielding progress.
+
+    The model gets our Go chat template, the catalog's parameters (stop <end_of_turn>,
+    SAMPLING, num_ctx = `model.default_num_ctx` unless given) and its licence. Its
+    weights come from a local GGUF (`from_path`: checked, then uploaded as a blob; the
+    client hashes the whole file first, which takes a while for large ones) or from the
+    hub (`model.hub_reference(quant)`, which Ollama pulls).
+    """
+    import ollama
+
+    host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+    tag = tag or model.ollama_tag
+    path = Path(from_path) if from_path is not None else None
+    if path is not None:
+        _check_gguf(path, model)
+    client = ollama.Client(host=host, timeout=timeout)
+    try:
+        with _create_errors(host, tag, model, from_hub=path is None, timeout=timeout):
+            client.list()  # fail fast, before hashing a file of gigabytes
+            if path is not None:
+                size = path.stat().st_size
+                yield CreateProgress(f"uploading {path.name}", 0, size)
+                digest = client.create_blob(path)
+                yield CreateProgress(f"uploaded {path.name} as {digest}", size, size)
+                source: dict[str, Any] = {"files": {path.name: digest}}
+            else:
+                source = {"from_": model.hub_reference(quant)}
+            parts = client.create(
+                tag,
+                template=templates.ollama_template(),
+                license=license_text(model),
+                parameters=_model_parameters(model, num_ctx),
+                stream=True,
+                **source,
+            )
+            for part in parts:
+                yield CreateProgress(part.status or "", part.completed, part.total)
+    finally:
+        client.close()
+
+
+def _model_parameters(model: Model, num_ctx: int | None) -> dict[str, Any]:
+    return {
+        "stop": [CHAT_FORMAT.end_of_turn],
+        "temperature": SAMPLING.temperature,
+        "top_k": SAMPLING.top_k,
+        "top_p": SAMPLING.top_p,
+        "num_ctx": num_ctx or model.default_num_ctx,
+    }
+
+
+def _check_gguf(path: Path, model: Model) -> None:
+    """The full checker when this install has it, else the magic bytes."""
+    try:
+        from borealis_local.runtime.gguf_check import check_gguf
+    except ImportError:
+        _check_gguf_magic(path, model)
+    else:
+        check_gguf(path)
+
+
+def _check_gguf_magic(path: Path, model: Model) -> None:
+    if not path.is_file():
+        raise InvalidModelFileError(f"{path} is not a file: give the path of a Borealis GGUF")
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head != b"GGUF":
+        raise InvalidModelFileError(
+            f"{path} is not a GGUF file (it starts with {head!r}, not b'GGUF'): give a "
+            f"{model.name} .gguf file, e.g. {model.gguf_filename()} from {model.gguf_repo}"
+        )
+
+
+@contextmanager
+def _create_errors(host: str, tag: str, model: Model, *, from_hub: bool, timeout):
+    import ollama
+
+    try:
+        yield
+    except ollama.ResponseError as error:
+        message = error.error
+        if "GGUF" in message:
+            raise InvalidModelFileError(f"Ollama refused the file: {message}") from error
+        hint = ""
+        if from_hub and model.gated:
+            hint = (
+                f". The hub repo is gated: accept the licence at https://huggingface.co/"
+                f"{model.gguf_repo} and add your Ollama key (~/.ollama/id_ed25519.pub) to "
+                "your Hugging Face account, or download the GGUF and use --from FILE"
+            )
+        raise BackendError(f"Ollama at {host} could not create {tag}: {message}{hint}") from error
+    except BorealisError:
+        raise
+    except Exception as error:
+        translated = _translate(error, host, tag, timeout)
+        if translated is None:
+            raise
+        raise translated from error
