@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from borealis_local.errors import (
-    BackendTimeoutError,
-    InvalidRequestError,
-    ModelNotFoundError,
-    ServerUnavailableError,
-)
+from borealis_local.errors import InvalidRequestError
 from borealis_local.runtime.resolve import describe
 
 
@@ -74,7 +68,7 @@ class LlamaCppEmbedder(Embedder):
     kind = "llama.cpp"
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = 2048, n_threads: int | None = None,
-                 name: str | None = None, **_ignored: Any):
+                 name: str | None = None):
         from borealis_local.runtime.gguf_check import check_gguf
 
         path = Path(model_path).expanduser()
@@ -112,72 +106,43 @@ class LlamaCppEmbedder(Embedder):
 
 
 class OllamaEmbedder(Embedder):
+    """Ollama's /api/embed, with the chat backend's connection and error handling."""
+
     kind = "ollama"
 
-    def __init__(self, model: str, *, host: str | None = None, timeout: float = 120.0,
-                 **_ignored: Any):
-        super().__init__(model)
-        import ollama
+    def __init__(self, model: str, **backend_kwargs: Any):
+        from borealis_local.runtime.ollama import OllamaBackend
 
-        self.host = host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
-        self._client = ollama.Client(host=self.host, timeout=timeout)
+        super().__init__(model)
+        self._backend = OllamaBackend(model, **backend_kwargs)
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
-        import httpx
-        import ollama
+        with self._backend._errors():
+            response = self._backend._client.embed(model=self.model, input=texts)
+        return [list(vector) for vector in response.embeddings]
 
-        try:
-            return [list(v) for v in self._client.embed(model=self.model, input=texts).embeddings]
-        except ConnectionError as error:
-            raise ServerUnavailableError(
-                f"Ollama is not running at {self.host} — start it with `ollama serve`, "
-                "or set OLLAMA_HOST"
-            ) from error
-        except httpx.TimeoutException as error:
-            raise BackendTimeoutError(f"Ollama at {self.host} did not answer in time") from error
-        except ollama.ResponseError as error:
-            if error.status_code == 404:
-                raise ModelNotFoundError(
-                    f"Ollama has no embedding model {self.model!r}: `ollama pull {self.model}`"
-                ) from error
-            raise InvalidRequestError(f"Ollama refused the texts: {error.error}") from error
+    def close(self) -> None:
+        self._backend.close()
 
 
 class OpenAIEmbedder(Embedder):
+    """/v1/embeddings, with the chat backend's connection and error handling."""
+
     kind = "openai"
 
-    def __init__(self, model: str, base_url: str, *, api_key: str | None = None,
-                 timeout: float = 60.0, **_ignored: Any):
-        super().__init__(model)
-        import openai
+    def __init__(self, model: str, base_url: str, **backend_kwargs: Any):
+        from borealis_local.runtime.openai_compat import OpenAIBackend
 
-        self.base_url = base_url
-        self._client = openai.OpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-            timeout=timeout,
-        )
+        super().__init__(model)
+        self._backend = OpenAIBackend(model, base_url, **backend_kwargs)
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
-        import openai
-
-        try:
-            response = self._client.embeddings.create(model=self.model, input=texts)
-        except openai.APITimeoutError as error:
-            raise BackendTimeoutError(f"{self.base_url} did not answer in time") from error
-        except openai.APIConnectionError as error:
-            raise ServerUnavailableError(
-                f"no OpenAI-compatible server answers at {self.base_url}: start one "
-                "(llama-server --embeddings, vllm serve …) or check the URL"
-            ) from error
-        except openai.NotFoundError as error:
-            raise ModelNotFoundError(f"{self.base_url} has no model {self.model!r}") from error
-        except openai.APIStatusError as error:
-            raise InvalidRequestError(f"{self.base_url} refused the texts: {error}") from error
+        with self._backend._translated(started=False):
+            response = self._backend._client.embeddings.create(model=self.model, input=texts)
         return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
     def close(self) -> None:
-        self._client.close()
+        self._backend.close()
 
 
 # Embedding GGUFs come in many architectures (bert, nomic-bert, xlm-roberta for
