@@ -162,7 +162,7 @@ def test_a_truncated_copy_says_where_it_ends(stand_in, tmp_path, length, fragmen
 
 def test_a_truncated_borealis_file_names_the_pull_command(stand_in, tmp_path):
     copy = cut_copy(stand_in, 3_000_000, tmp_path / "borealis-open-1b-Q8_0.gguf")
-    expect_error(copy, "`hf download NbAiLab/borealis-open-1b-gguf borealis-open-1b-Q8_0.gguf`")
+    expect_error(copy, "run `borealis pull 1b --variant open --quant Q8_0` again")
 
 
 def test_a_truncated_copy_is_rejected_where_llama_cpp_gives_no_reason(
@@ -206,9 +206,7 @@ def test_random_bytes(tmp_path):
 def test_an_empty_file(tmp_path):
     path = tmp_path / "borealis-4b-Q4_K_M.gguf"
     path.touch()
-    expect_error(
-        path, "is empty (0 bytes)", "`hf download NbAiLab/borealis-4b-gguf borealis-4b-Q4_K_M.gguf`"
-    )
+    expect_error(path, "is empty (0 bytes)", "run `borealis pull 4b` again")
 
 
 def test_a_git_lfs_pointer(tmp_path):
@@ -254,7 +252,7 @@ def test_a_directory(tmp_path):
 
 
 def test_a_missing_path(tmp_path):
-    expect_error(tmp_path / "nowhere.gguf", "no such model file", "hf download")
+    expect_error(tmp_path / "nowhere.gguf", "no such model file", "borealis pull")
 
 
 def test_an_unreadable_file(tmp_path, monkeypatch):

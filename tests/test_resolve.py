@@ -61,5 +61,5 @@ def test_a_catalog_model_not_on_disk_says_how_to_get_it(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError) as error:
         resolve.describe("borealis-12b:Q8_0")
     message = str(error.value)
-    assert "hf download NbAiLab/borealis-12b-gguf borealis-12b-Q8_0.gguf" in message
+    assert "borealis pull 12b --quant Q8_0" in message
     assert "borealis:12b" in message

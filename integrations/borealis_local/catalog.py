@@ -223,6 +223,13 @@ class Model:
         """What `ollama run`/FROM accept for a hub GGUF: `hf.co/NbAiLab/…-gguf:Q4_K_M`."""
         return f"hf.co/{self.gguf_repo}:{check_quant(quant)}"
 
+    def pull_command(self, quant: str = DEFAULT_QUANT) -> str:
+        """The `borealis pull` line that downloads and verifies this model's file."""
+        variant = "" if self.variant == "full" else f" --variant {self.variant}"
+        quant = check_quant(quant)
+        quant_option = "" if quant == DEFAULT_QUANT else f" --quant {quant}"
+        return f"borealis pull {self.size}{variant}{quant_option}"
+
     def to_dict(self) -> dict:
         """Everything the catalog knows of this model, for `borealis list --json`."""
         shape = self.shape

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 from borealis_local import __version__
-from borealis_local.catalog import DEFAULT_QUANT, MODELS, QUANTS, SIZES, VARIANTS, get_model
+from borealis_local.catalog import (
+    DEFAULT_QUANT,
+    MODELS,
+    QUANTS,
+    SIZES,
+    VARIANTS,
+    check_quant,
+    get_model,
+)
 from borealis_local.errors import BorealisError
 
 GGUF_MAGIC = b"GGUF"
@@ -22,6 +30,8 @@ def _console(stderr: bool = False):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.local:
+        return _list_local(args)
     if args.json:
         print(json.dumps([model.to_dict() for model in MODELS], indent=2, ensure_ascii=False))
         return 0
@@ -53,13 +63,48 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_local(args: argparse.Namespace) -> int:
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    from borealis_local import hub
+
+    files = hub.local_files()
+    in_ollama, ollama_where = hub.ollama_models()
+    if args.json:
+        print(json.dumps({
+            "files": [local.to_dict() for local in files],
+            "ollama": {"where": ollama_where, "models": in_ollama},
+        }, indent=2))  # fmt: skip
+        return 0
+    console = _console()
+    if files:
+        table = Table(title="Borealis files on this machine", title_justify="left")
+        for column in ("model", "size", "state", "where", "path"):
+            table.add_column(column, no_wrap=column != "path", overflow="fold")
+        for local in files:
+            table.add_row(local.name, decimal(local.size), local.state, local.where,
+                          str(local.path))
+        console.print(table)
+    else:
+        console.print("No Borealis files on this machine: `borealis pull SIZE` fetches one.")
+    if in_ollama is None:
+        console.print(ollama_where)
+    elif in_ollama:
+        names = ", ".join(f"{m['name']} ({decimal(m['size'] or 0)})" for m in in_ollama)
+        console.print(f"{ollama_where}: {names}")
+    else:
+        console.print(f"{ollama_where}: no Borealis models (`borealis pull SIZE --ollama`)")
+    return 0
+
+
 def _checked_gguf_path(raw: str) -> Path:
     """A local GGUF for FROM, resolved and checked: Ollama takes a missing path for a
     model name and tries to pull it, which fails far from the cause."""
     path = Path(raw).expanduser().resolve()
     if not path.is_file():
         raise BorealisError(
-            f"no such file: {path} (`borealis list --json` names every hub repo and file)"
+            f"no such file: {path} (`borealis pull SIZE` downloads a Borealis GGUF)"
         )
     with path.open("rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
@@ -115,8 +160,6 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
     from borealis_local.runtime.ollama import create_model
 
     model = get_model(args.size, args.variant)
@@ -127,7 +170,13 @@ def cmd_create(args: argparse.Namespace) -> int:
         tag=args.name,
         num_ctx=args.num_ctx,
     )
-    tag = args.name or model.ollama_tag
+    return _run_create(steps, args.name or model.ollama_tag)
+
+
+def _run_create(steps, tag: str) -> int:
+    """Show `create_model`'s progress, then how to run the model."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
     with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"creating {tag}", total=None)
@@ -136,6 +185,95 @@ def cmd_create(args: argparse.Namespace) -> int:
                             total=step.total)
     print(f"created {tag} in Ollama: `ollama run {tag}` or `borealis chat {tag}`")
     return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from borealis_local import hub
+
+    model = get_model(args.size, args.variant)
+    quant = check_quant(args.quant)
+    ask = _ask_license if sys.stdin.isatty() else None
+    print(f"{model.name}: {model.license.name} ({model.license.url})", file=sys.stderr)
+    try:
+        pulled = hub.pull(
+            model, quant, local_dir=args.local_dir, accept_license=args.accept_license,
+            ask=ask, status=lambda text: print(text, file=sys.stderr),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print("interrupted: the part downloaded is kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    verification = pulled.verification
+    if args.json:
+        print(json.dumps(pulled.to_dict(), indent=2))
+    else:
+        how = f"resumed at byte {pulled.resumed_from:,}" if pulled.how == "resumed" else pulled.how
+        print(f"{pulled.name}: {how}" + (f" ({pulled.note})" if pulled.note else ""))
+        _print_verification(verification)
+    if verification.hash_status == "mismatch":
+        raise hub.HubError(
+            f"the file on disk is not the hub's (above): delete {pulled.path.resolve()} "
+            "and pull again"
+        )
+    if verification.problems:
+        raise hub.HubError(
+            f"{pulled.path.name} is the hub's file, but it is not what the catalog describes "
+            "(above): please report it at the borealis-local issue tracker"
+        )
+    if args.llama_server:
+        print("\n# llama-server preset; run llama-server in the borealis-local checkout:")
+        print(hub.llama_server_preset(model, quant, pulled.path), end="")
+    if args.ollama:
+        from borealis_local.runtime.ollama import create_model
+
+        return _run_create(create_model(model, quant=quant, from_path=pulled.path),
+                           model.ollama_tag)
+    if not args.json and not args.llama_server:
+        print(f"next: `borealis chat {model.name}:{quant}`, or `ollama` with --ollama, "
+              "or llama-server with --llama-server")
+    return 0
+
+
+def _ask_license(model) -> bool:
+    from rich.prompt import Confirm
+
+    from borealis_local.hub import license_text
+
+    console = _console(stderr=True)
+    console.print(license_text(model), markup=False)
+    return Confirm.ask("Do you accept this licence?", default=False, console=console)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from borealis_local import hub
+
+    with _console(stderr=True).status(f"checking {args.target}"):
+        verification = hub.verify(args.target, sha256=args.sha256, rehash=args.rehash)
+    if args.json:
+        print(json.dumps(verification.to_dict(), indent=2))
+    else:
+        _print_verification(verification)
+        print("verified" if verification.verified else "NOT verified")
+    return 0 if verification.verified else 1
+
+
+def _print_verification(v) -> None:
+    """The verification as lines a person reads (and grep finds)."""
+    print(f"  file       {v.path} ({v.size:,} bytes)")
+    read = "" if v.rehashed else " (recorded when last read; the file has not changed)"
+    if v.hash_status == "match":
+        print(f"  sha256     ok {v.sha256}{read}")
+        print(f"             matches {v.expected_source}")
+    elif v.hash_status == "mismatch":
+        print("  sha256     MISMATCH")
+        print(f"    expected {v.expected_sha256} ({v.expected_source})")
+        print(f"    actual   {v.sha256}")
+    else:
+        print(f"  sha256     {v.sha256}, not verified: {v.expected_source}")
+    print(f"  header     {'ok ' + v.header if v.header and not v.problems else 'PROBLEM'}")
+    for problem in v.problems:
+        print(f"    {problem}")
+    print(f"  signature  {v.signature}")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -170,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("list", help="the Borealis sizes, variants, quants and files")
     p.add_argument("--json", action="store_true", help="everything the catalog knows, as JSON")
+    p.add_argument(
+        "--local", action="store_true",
+        help="what is on this machine: files (verified or not) and models in Ollama",
+    )  # fmt: skip
     p.set_defaults(func=cmd_list)
 
     p = commands.add_parser(
@@ -217,6 +359,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="TAG", help="the Ollama tag (default: borealis:SIZE)")
     p.add_argument("--num-ctx", type=int, help="context window (default: per size)")
     p.set_defaults(func=cmd_create)
+
+    p = commands.add_parser(
+        "pull",
+        help="download a Borealis GGUF from the hub, verify it, optionally install it",
+        description="Download SIZE from the Hugging Face hub into its cache (HF_HOME; "
+        "HF_TOKEN or `hf auth login` for the gated full models), resuming a broken "
+        "download, then verify it. A full model's licence (NB-License) is shown and "
+        "accepted once. Offline (HF_HUB_OFFLINE=1) the file already downloaded is used.",
+    )
+    p.add_argument("size", metavar="SIZE", help=f"one of {', '.join(SIZES)}")
+    p.add_argument("--variant", choices=VARIANTS, default="full", help="default: full")
+    p.add_argument("--quant", default=DEFAULT_QUANT, help=f"one of {', '.join(QUANTS)}")
+    p.add_argument("--local-dir", metavar="DIR", help="put the file in DIR, not the cache")
+    p.add_argument("--accept-license", action="store_true",
+                   help="accept the licence without being asked (for scripts)")
+    p.add_argument("--ollama", action="store_true",
+                   help="then create the model in Ollama from the file (borealis create)")
+    p.add_argument("--llama-server", action="store_true",
+                   help="then print its llama-server preset section for the file")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
+    p.set_defaults(func=cmd_pull)
+
+    p = commands.add_parser(
+        "verify",
+        help="check a GGUF's SHA-256, header and signature",
+        description="Check a local GGUF (a path or a catalog name such as borealis-4b:Q8_0): "
+        "its SHA-256 against the hub's LFS metadata (or --sha256), its header against the "
+        "catalog, and the repo's signature. Exit status 1 unless verified.",
+    )
+    p.add_argument("target", metavar="PATH|MODEL")
+    p.add_argument("--sha256", metavar="HEX", help="compare with this hash, not the hub's")
+    p.add_argument("--rehash", action="store_true",
+                   help="read the whole file again, even if it was verified unchanged")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
+    p.set_defaults(func=cmd_verify)
 
     p = commands.add_parser(
         "chat",

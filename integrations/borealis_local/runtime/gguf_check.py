@@ -127,7 +127,7 @@ def _file_size(path: Path) -> int:
     except FileNotFoundError:
         raise InvalidModelFileError(
             f"no such model file: {path} — check the path, or download it with "
-            "`hf download REPO FILE` (`borealis list --json` names every repo and file)"
+            "`borealis pull SIZE` (`borealis list` shows the models)"
         ) from None
     except OSError as error:
         raise _unreadable(path, error) from error
@@ -497,7 +497,7 @@ def _download_again(path: Path) -> str:
 
 
 def _fetch_again(path: Path) -> str:
-    """How to get the file again: the `hf download` line when it has a Borealis file name."""
+    """How to get the file again: the `borealis pull` line when it has a Borealis file name."""
     stem, _, quant = path.name.removesuffix(".gguf").rpartition("-")
     try:
         model, quant = parse_name(f"{stem}:{quant}")
@@ -505,4 +505,4 @@ def _fetch_again(path: Path) -> str:
         return "download the file again"
     if model.gguf_filename(quant) != path.name:
         return "download the file again"
-    return f"download it again: `hf download {model.gguf_repo} {path.name}`"
+    return f"run `{model.pull_command(quant)}` again or re-download it"

@@ -72,7 +72,7 @@ def _looks_like_path(name: str) -> bool:
 
 def find_local_gguf(model: Model, quant: str) -> Path:
     """The catalog model's GGUF on this machine: in $BOREALIS_MODELS, or in the
-    Hugging Face cache where `hf download` puts it."""
+    Hugging Face cache where `borealis pull` puts it."""
     filename = model.gguf_filename(quant)
     models_dir = os.environ.get(MODELS_DIR_ENV)
     if models_dir and (Path(models_dir) / filename).is_file():
@@ -87,6 +87,6 @@ def find_local_gguf(model: Model, quant: str) -> Path:
         return Path(cached)
     raise ModelNotFoundError(
         f"{model.name}:{quant} is not on this machine: download it with "
-        f"`hf download {model.gguf_repo} {filename}` (or put it in ${MODELS_DIR_ENV}), "
+        f"`{model.pull_command(quant)}` (or put {filename} in ${MODELS_DIR_ENV}), "
         f"or use it through Ollama as {model.ollama_tag}"
     )
