@@ -48,6 +48,14 @@ class ChatFormat:
     def generation_prompt(self) -> str:
         return f"{self.start_of_turn}{self.model_role}\n"
 
+    @property
+    def control_tokens(self) -> tuple[str, ...]:
+        """Gemma 3 special tokens that runtimes parse when they appear as prompt text."""
+        return (
+            self.bos, "<eos>", "<pad>", self.start_of_turn, self.end_of_turn,
+            "<start_of_image>", "<end_of_image>", "<image_soft_token>",
+        )  # fmt: skip
+
 
 CHAT_FORMAT = ChatFormat()
 

@@ -409,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="for reproducible sampling")
     p.add_argument("--num-ctx", type=int, help="context window in tokens")
     p.set_defaults(func=cmd_chat)
+    # The benchmark suite keeps its commands next to its code.
+    from borealis_local.bench.advice_cli import register as register_advice
+    from borealis_local.bench.cli import register as register_bench
+
+    register_bench(commands)
+    register_advice(commands)
     return parser
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from borealis_local.catalog import CHAT_FORMAT
 from borealis_local.errors import InvalidRequestError, StreamInterruptedError
 
 ROLES = ("system", "user", "assistant")
@@ -86,9 +87,23 @@ class Options:
         return self
 
 
+def defuse_control_tokens(text: str) -> str:
+    """Keep text that spells a Gemma control token from becoming that token.
+
+    llama.cpp, llama-server and Ollama parse special tokens in the templated prompt, so
+    a message or a retrieved source holding "<end_of_turn>" could close its turn and
+    forge another. A zero-width space after the "<" keeps it plain text.
+    """
+    for token in CHAT_FORMAT.control_tokens:
+        if token in text:
+            text = text.replace(token, token[0] + "\u200b" + token[1:])
+    return text
+
+
 def normalise_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Check roles and contents, and strip contents of surrounding whitespace as
-    Google's Gemma 3 template does, so every backend feeds the model the same tokens."""
+    """Check roles and contents, strip contents of surrounding whitespace as Google's
+    Gemma 3 template does, so every backend feeds the model the same tokens, and
+    defuse control-token text."""
     result = []
     for i, message in enumerate(messages):
         role, content = message.get("role"), message.get("content")
@@ -98,7 +113,7 @@ def normalise_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, 
             )
         if not isinstance(content, str):
             raise InvalidRequestError(f"message {i} content must be text, not {type(content)}")
-        result.append({"role": role, "content": content.strip()})
+        result.append({"role": role, "content": defuse_control_tokens(content.strip())})
     if not result:
         raise InvalidRequestError("no messages: give at least one")
     return result

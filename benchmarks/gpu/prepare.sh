@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Prepare, on a CPU machine with nvcc (CUDA 13), what benchmarks/gpu/run.sh needs on the
+# GPU machine, which reaches no package registry and takes at most 64 MiB per call:
+#
+#   .gpu-carry/wheels/llama_cpp_python-…whl   llama-cpp-python built with CUDA for sm_90
+#                                              (H100, H200): -DGGML_CUDA=on, cached per
+#                                              flag set by .ci/llama-wheel.sh (long, once)
+#   .gpu-carry/wheels/gguf-…whl, diskcache-…   pure-Python packages the GPU image lacks
+#   .gpu-carry/gemma3-vocab.gguf               the Gemma 3 tokenizer without weights (7 MB)
+#
+# .gpu-carry/ is kept out of git (.git/info/exclude). Then, through the device tool:
+#     run(command="bash benchmarks/gpu/run.sh", carry=[".gpu-carry"], timeout_s=600)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+carry=.gpu-carry
+python=${PYTHON:-.venv/bin/python}
+mkdir -p "$carry/wheels"
+grep -qxF '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >> .git/info/exclude
+
+# 1. llama-cpp-python with CUDA for Hopper. The CPU part avoids GGML_NATIVE (this
+#    machine's CPU is not the GPU machine's) and uses AVX2, which every x86-64 server has.
+export PATH="/usr/local/cuda/bin:$PATH"
+command -v nvcc >/dev/null || { echo "nvcc is not installed: the CUDA build needs it" >&2; exit 1; }
+flags="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DGGML_AVX=ON"
+flags="$flags -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+wheel=$(CMAKE_ARGS="$flags" PYTHON="$python" bash .ci/llama-wheel.sh)
+rm -f "$carry"/wheels/llama_cpp_python-*.whl
+cp "$wheel" "$carry/wheels/"
+
+# 2. The pure-Python packages llama-cpp-python and the synthesiser need there, at the
+#    versions installed here.
+version() { "$python" -c "from importlib.metadata import version; print(version('$1'))"; }
+"$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  --implementation cp --platform manylinux_2_17_x86_64 -d "$carry/wheels" \
+  "gguf==$(version gguf)" "diskcache==$(version diskcache)"
+
+# 3. The tokenizer, from the stand-in (or any Gemma 3 / Borealis GGUF given as $1).
+source_gguf=${1:-$("$python" -c 'from borealis_local.bench.cli import stand_in_model; print(stand_in_model() or "")')}
+[ -n "$source_gguf" ] || { echo "no Gemma 3 GGUF for the tokenizer: give one" >&2; exit 1; }
+"$python" benchmarks/gpu/vocab_only.py "$source_gguf" "$carry/gemma3-vocab.gguf"
+
+# 4. What travels: the tree (tracked and untracked files) plus .gpu-carry, 64 MiB at most.
+tree_kib=$(git ls-files -co --exclude-standard -z | du -ck --files0-from=- | tail -n1 | cut -f1)
+carry_kib=$(du -sk "$carry" | cut -f1)
+echo "tree $((tree_kib / 1024)) MiB + $carry $((carry_kib / 1024)) MiB (limit 64 MiB)"
+if [ $((tree_kib + carry_kib)) -gt $((64 * 1024)) ]; then
+  echo "too large to travel: build the wheel with fewer targets, or carry less" >&2
+  exit 1
+fi
+echo 'ready: run(command="bash benchmarks/gpu/run.sh", carry=[".gpu-carry"], timeout_s=600)'

