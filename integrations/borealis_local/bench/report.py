@@ -296,6 +296,23 @@ def _pair(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {"a": a, "b": b, "ratio": ratio, "ratio_stddev": spread, "memory_ratio": memory}
 
 
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom; the normal's after.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, standard error and the 95 % interval's half-width (Student's t) of values
+    such as per-round ratios, for "is this within x % of 1?" on a noisy machine."""
+    if len(values) < 2:
+        raise InvalidRequestError("an interval needs two or more values")
+    mean = sum(values) / len(values)
+    error = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    degrees = len(values) - 1
+    return mean, error, (_T95[degrees - 1] if degrees <= len(_T95) else 1.96) * error
+
+
 def rate_ratio(a: float | None, sa: float | None, b: float | None, sb: float | None):
     if not a or not b:
         return None, None
