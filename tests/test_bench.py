@@ -555,6 +555,37 @@ def test_mean_interval_is_students_t_over_the_values():
         report.mean_interval([1.0])
 
 
+def _tg_row(**fields):
+    return {"runtime": "llama.cpp", "test": "tg128", "n_prompt": 0, "n_gen": 128,
+            "n_depth": 0, "avg_ts": 40.0, "model_size": 250_000_000, "backends": "CPU",
+            "n_gpu_layers": 0} | fields
+
+
+def test_measured_bandwidth_comes_from_a_plain_generation_row():
+    rows = [_tg_row(test="pp512", n_prompt=512, n_gen=0), _tg_row(n_depth=4096, avg_ts=1.0),
+            _tg_row(runtime="ollama", avg_ts=2.0), _tg_row()]
+    assert cli.measured_bandwidth(rows) == (40.0 * 250_000_000, False)
+    assert cli.measured_bandwidth([_tg_row(backends="CUDA", n_gpu_layers=-1)])[1] is True
+    assert cli.measured_bandwidth(rows[:3]) is None
+
+
+def test_first_run_advice_projects_the_picks_speed(monkeypatch):
+    from borealis_local.bench import estimate
+
+    machine = estimate.Machine(ram=24 * 1024 * MiB)
+    monkeypatch.setattr(estimate, "this_machine", lambda: machine)
+    advice = estimate.recommend(machine)
+    bandwidth = 40.0 * 250_000_000
+    pick, fast = advice.pick, estimate.fast_pick(advice, bandwidth)
+    text = cli.recommend_advice([_tg_row()])
+    assert f"borealis-{pick.size}:{pick.quant} with num_ctx {pick.n_ctx}" in text
+    assert f"about {estimate.generation_rate(pick, bandwidth):.1f} tokens/s" in text
+    assert f"borealis-{fast.size}:{fast.quant}" in text and "faster than reading" in text
+    # A speed measured on a GPU says nothing about a model that would run on the CPU.
+    on_gpu = cli.recommend_advice([_tg_row(backends="CUDA", n_gpu_layers=-1)])
+    assert "tokens/s" not in on_gpu and f"borealis-{pick.size}:{pick.quant}" in on_gpu
+
+
 def test_recommend_advice_never_breaks_the_first_run():
     advice = cli.recommend_advice()
     assert advice is None or isinstance(advice, str)

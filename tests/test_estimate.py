@@ -284,6 +284,32 @@ def test_too_little_memory_recommends_nothing():
     assert all(fit is None for fit in advice.fits.values())
 
 
+def test_speed_projection_goes_as_one_over_the_weights_read():
+    advice = est.recommend(est.Machine(ram=24 * GiB))
+    small, large = advice.fits["270m", "Q4_K_M"], advice.fits["4b", "Q4_K_M"]
+    bandwidth = 10e9
+    assert est.generation_rate(small, bandwidth) == pytest.approx(
+        bandwidth / small.estimate.weights)
+    assert (est.generation_rate(small, bandwidth) / est.generation_rate(large, bandwidth)
+            == pytest.approx(large.estimate.weights / small.estimate.weights))
+
+
+def test_the_fast_pick_is_the_largest_fit_at_reading_rate():
+    advice = est.recommend(est.Machine(ram=24 * GiB))
+    bandwidth = 10e9  # about this 2-core machine's
+    pick, fast = advice.pick, est.fast_pick(advice, bandwidth)
+    assert est.generation_rate(pick, bandwidth) < est.READING_RATE
+    assert est.generation_rate(fast, bandwidth) >= est.READING_RATE
+    assert SIZES.index(fast.size) < SIZES.index(pick.size)
+    # No larger size, at any quant the pick considers, reaches reading rate.
+    for size in SIZES[SIZES.index(fast.size) + 1:]:
+        for quant in est.PREFERRED_QUANTS:
+            fit = advice.fits[size, quant]
+            assert fit is None or est.generation_rate(fit, bandwidth) < est.READING_RATE
+    assert est.fast_pick(advice, 1e15) == pick
+    assert est.fast_pick(advice, 1e6) is None
+
+
 def test_this_machine_has_ram():
     machine = est.this_machine()
     assert machine.ram > 1 * GiB and machine.source == "this machine"

@@ -132,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         _write_plots(rows, args.plot)
     if first_run:
-        _first_run_footer(sweep)
+        _first_run_footer(sweep, rows)
     return 0
 
 
@@ -234,20 +234,32 @@ def stand_in_model() -> Path | None:
     return path
 
 
-def _first_run_footer(sweep) -> None:
+def _first_run_footer(sweep, rows: list[dict[str, Any]]) -> None:
     print(file=sys.stderr)
     if any(sweep.labels.values()):
         print(f"Note: these figures are for the {STAND_IN_LABEL}. Borealis 270M has the "
               "same architecture and tokenizer, so its speed and memory are the same; "
               "`borealis pull 270m --variant open` fetches it.", file=sys.stderr)
-    advice = recommend_advice()
+    advice = recommend_advice(rows)
     if advice:
         print(advice, file=sys.stderr)
 
 
-def recommend_advice() -> str | None:
-    """`borealis recommend`'s pick for this machine, in one line (None when the
-    estimator is not installed or cannot tell)."""
+def measured_bandwidth(rows: list[dict[str, Any]]) -> tuple[float, bool] | None:
+    """Weight bytes per second that a plain tgN (no prompt, no depth) moved on llama.cpp
+    in-process, and whether it ran on the GPU; None without such a row."""
+    for row in rows:
+        if (row.get("runtime") == "llama.cpp" and row.get("n_gen") and not row.get("n_prompt")
+                and not row.get("n_depth") and row.get("avg_ts") and row.get("model_size")):
+            on_gpu = row.get("backends") not in (None, "CPU") and row.get("n_gpu_layers") != 0
+            return row["avg_ts"] * row["model_size"], on_gpu
+    return None
+
+
+def recommend_advice(rows: list[dict[str, Any]] = ()) -> str | None:
+    """`borealis recommend`'s pick for this machine in a line or two, with the speed
+    this run's generation rate projects for it (None when the estimator is not
+    installed or cannot tell)."""
     try:
         from borealis_local.bench import estimate
 
@@ -258,15 +270,34 @@ def recommend_advice() -> str | None:
     ram = advice.machine.ram / 2**30
     if pick is None:
         return f"With {ram:.0f} GiB of RAM, no Borealis size fits with a useful context."
-    place = {"GPU": "on the GPU", "unified": "in unified memory"}.get(pick.where, "on the CPU")
-    needed = pick.estimate.device_bytes if pick.where == "GPU" else pick.estimate.needed
-    return (
+    text = (
         f"For this machine ({ram:.0f} GiB RAM"
         + (f", {advice.machine.gpu}" if advice.machine.gpu else "")
-        + f"): borealis-{pick.size}:{pick.quant} with num_ctx {pick.n_ctx}, about "
-        f"{needed / 2**30:.1f} GiB {place}. `borealis recommend` shows every size and quant "
-        "that fits."
+        + f"): {_fit_text(pick)} is the largest that fits"
     )
+    measured = measured_bandwidth(rows)
+    if measured is None or (pick.where != "CPU") != measured[1]:  # another device's speed
+        return text + ". `borealis recommend` shows every size and quant that fits."
+    rate = estimate.generation_rate(pick, measured[0])
+    text += (f", generating about {rate:.1f} tokens/s (projected from this run: "
+             f"{measured[0] / 1e9:.1f} GB of weights read per second).")
+    if rate < estimate.READING_RATE:
+        fast = estimate.fast_pick(advice, measured[0])
+        if fast is None:
+            text += (f"\nNo size reaches {estimate.READING_RATE:.0f} tokens/s here; "
+                     "borealis-270m is the fastest.")
+        else:
+            text += (f"\nFor answers faster than reading ({estimate.READING_RATE:.0f} tokens/s "
+                     f"or more): {_fit_text(fast)}, about "
+                     f"{estimate.generation_rate(fast, measured[0]):.0f} tokens/s.")
+    return text + "\n`borealis recommend` shows every size and quant that fits."
+
+
+def _fit_text(fit) -> str:
+    place = {"GPU": "on the GPU", "unified": "in unified memory"}.get(fit.where, "on the CPU")
+    needed = fit.estimate.device_bytes if fit.where == "GPU" else fit.estimate.needed
+    return (f"borealis-{fit.size}:{fit.quant} with num_ctx {fit.n_ctx} "
+            f"(about {needed / 2**30:.1f} GiB {place})")
 
 
 # -- compare and plot ----------------------------------------------------------------------
