@@ -23,6 +23,34 @@ export PATH="/usr/local/cuda/bin:$PATH"
 command -v nvcc >/dev/null || { echo "nvcc is not installed: the CUDA build needs it" >&2; exit 1; }
 flags="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DGGML_AVX=ON"
 flags="$flags -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+
+# The CPU machines' toolkit has nvcc and the CUDA runtime but neither cuBLAS nor the
+# driver library (no GPU, no driver). Link against NVIDIA's cuBLAS wheel for this CUDA
+# major, and an empty libcuda.so.1 stand-in that only names the library (the role of
+# the toolkit's own stubs): at run time the GPU machine's driver and its PyTorch's cuBLAS
+# (nvidia/cu13/lib, which run.sh puts on LD_LIBRARY_PATH) are the ones loaded.
+cuda=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+link="${XDG_CACHE_HOME:-$HOME/.cache}/borealis-local/cuda-link"
+if ! ls "$cuda"/lib64/libcublas.so* "$cuda"/targets/*/lib/libcublas.so* >/dev/null 2>&1; then
+  major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+  if [ ! -e "$link/lib/libcublas.so" ]; then
+    echo "no cuBLAS in $cuda: fetching nvidia-cublas $major.* (about 450 MB, once)" >&2
+    rm -rf "$link.tmp" && mkdir -p "$link.tmp"
+    "$python" -m pip download -q --no-deps --only-binary=:all: -d "$link.tmp" "nvidia-cublas>=$major,<$((major + 1))" >&2
+    (cd "$link.tmp" && unzip -q nvidia_cublas-*.whl && mv nvidia/cu"$major" ../cuda-link.new)
+    rm -rf "$link.tmp" "$link" && mv "$link.new" "$link"
+    ln -sf "libcublas.so.$major" "$link/lib/libcublas.so"
+    ln -sf "libcublasLt.so.$major" "$link/lib/libcublasLt.so"
+  fi
+  flags="$flags -DCUDA_cublas_LIBRARY=$link/lib/libcublas.so"
+  flags="$flags -DCUDA_cublasLt_LIBRARY=$link/lib/libcublasLt.so -DCMAKE_CUDA_FLAGS=-I$link/include"
+fi
+if ! ls "$cuda"/lib64/stubs/libcuda.so "$cuda"/targets/*/lib/stubs/libcuda.so >/dev/null 2>&1 \
+    && ! ldconfig -p | grep -q 'libcuda\.so\.1 '; then
+  mkdir -p "$link/stubs"
+  [ -e "$link/stubs/libcuda.so" ] || gcc -shared -Wl,-soname,libcuda.so.1 -o "$link/stubs/libcuda.so" -x c /dev/null
+  flags="$flags -DCUDA_cuda_driver_LIBRARY=$link/stubs/libcuda.so"
+fi
 wheel=$(CMAKE_ARGS="$flags" PYTHON="$python" bash .ci/llama-wheel.sh)
 rm -f "$carry"/wheels/llama_cpp_python-*.whl
 cp "$wheel" "$carry/wheels/"
