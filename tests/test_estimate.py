@@ -310,6 +310,21 @@ def test_the_fast_pick_is_the_largest_fit_at_reading_rate():
     assert est.fast_pick(advice, 1e6) is None
 
 
+def test_the_fast_pick_stays_on_the_picks_device():
+    """A GPU's measured speed must not be projected onto a model that fits only the CPU."""
+    advice = est.recommend(est.Machine(ram=64 * GiB, vram=8 * GiB, gpu="test card"))
+    pick = advice.pick
+    assert pick.where == "GPU"
+    assert any(fit and fit.where == "CPU" for fit in advice.fits.values())
+    bandwidth = 5 * pick.estimate.weights  # the pick generates 5 tokens/s
+    fast = est.fast_pick(advice, bandwidth, min_rate=10)
+    assert fast.where == "GPU" and est.generation_rate(fast, bandwidth) >= 10
+    assert SIZES.index(fast.size) < SIZES.index(pick.size)
+    fastest_on_gpu = max(est.generation_rate(fit, bandwidth)
+                         for fit in advice.fits.values() if fit and fit.where == "GPU")
+    assert est.fast_pick(advice, bandwidth, min_rate=fastest_on_gpu * 1.01) is None
+
+
 def test_this_machine_has_ram():
     machine = est.this_machine()
     assert machine.ram > 1 * GiB and machine.source == "this machine"

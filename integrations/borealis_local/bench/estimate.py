@@ -608,6 +608,14 @@ def generation_rate(fit: Fit, bytes_per_second: float) -> float:
 
 def fast_pick(advice: Advice, bytes_per_second: float,
               min_rate: float = READING_RATE) -> Fit | None:
-    """Like the pick, among the fits projected to generate at least `min_rate`."""
-    return _pick(advice.fits, advice.machine, advice.runtime,
-                 keep=lambda fit: generation_rate(fit, bytes_per_second) >= min_rate)
+    """Like the pick, among the fits projected to generate at least `min_rate` on the
+    pick's kind of device (a speed measured on one says nothing of the other)."""
+    if advice.pick is None:
+        return None
+    on_cpu = advice.pick.where == "CPU"
+
+    def keep(fit: Fit) -> bool:
+        return (fit.where == "CPU") == on_cpu and (
+            generation_rate(fit, bytes_per_second) >= min_rate)
+
+    return _pick(advice.fits, advice.machine, advice.runtime, keep=keep)
