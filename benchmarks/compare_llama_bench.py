@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-ub", "--n-ubatch", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=16, help="alternating runs of each")
     parser.add_argument("--llama-bench", help="the llama-bench binary")
-    parser.add_argument("--save", metavar="DIR", help="keep both sides' JSON here")
+    parser.add_argument("--save", metavar="DIR",
+                        help="keep both sides' JSON and the paired ratios here")
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args(argv)
 
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "llama-bench.json").write_text(report.to_json(theirs))
         (directory / "borealis.json").write_text(report.to_json(ours))
+        (directory / "paired.json").write_text(json.dumps(
+            {"paired": paired, "load_before": load_before, "load_after": load_after,
+             "threads": args.threads, "reps": args.reps, "rounds": args.rounds}, indent=1))
     result = report.compare(theirs, ours)
     print(f"model: {target.path}" + (f" ({label})" if label else ""))
     print(f"threads {args.threads}, fa {args.flash_attn}, ngl {args.n_gpu_layers}, "

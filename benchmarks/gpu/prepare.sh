@@ -2,9 +2,10 @@
 # Prepare, on a CPU machine with nvcc (CUDA 13), what benchmarks/gpu/run.sh needs on the
 # GPU machine, which reaches no package registry and takes at most 64 MiB per call:
 #
-#   .gpu-carry/wheels/llama_cpp_python-…whl   llama-cpp-python built with CUDA for sm_90
+#   .gpu-carry/llama_cpp-cuda.tar.xz          llama-cpp-python built with CUDA for sm_90
 #                                              (H100, H200): -DGGML_CUDA=on, cached per
-#                                              flag set by .ci/llama-wheel.sh (long, once)
+#                                              flag set by .ci/llama-wheel.sh (35 minutes
+#                                              on 2 cores, once), repacked to fit (below)
 #   .gpu-carry/wheels/gguf-…whl, diskcache-…   pure-Python packages the GPU image lacks
 #   .gpu-carry/gemma3-vocab.gguf               the Gemma 3 tokenizer without weights (7 MB)
 #
@@ -47,13 +48,37 @@ if ! ls "$cuda"/lib64/libcublas.so* "$cuda"/targets/*/lib/libcublas.so* >/dev/nu
 fi
 if ! ls "$cuda"/lib64/stubs/libcuda.so "$cuda"/targets/*/lib/stubs/libcuda.so >/dev/null 2>&1 \
     && ! ldconfig -p | grep -q 'libcuda\.so\.1 '; then
-  mkdir -p "$link/stubs"
-  [ -e "$link/stubs/libcuda.so" ] || gcc -shared -Wl,-soname,libcuda.so.1 -o "$link/stubs/libcuda.so" -x c /dev/null
-  flags="$flags -DCUDA_cuda_driver_LIBRARY=$link/stubs/libcuda.so"
+  # Every driver function by its linked name (cuda.h maps many to _v2 names), so the
+  # linker records libcuda.so.1 as needed: an empty stub is dropped by --as-needed, and
+  # the driver symbols would then be unresolved when llama_cpp loads.
+  stubs="$link/driver-stub"
+  if [ ! -e "$stubs/libcuda.so" ]; then
+    mkdir -p "$stubs"
+    gcc -E -P -I"$cuda/include" "$cuda/include/cuda.h" \
+      | grep -oE '\bCUresult\s+cu[A-Za-z0-9_]+\s*\(' | sed -E 's/CUresult\s+//; s/\s*\(//' \
+      | sort -u | sed 's/.*/void &(void) {}/' > "$stubs/libcuda.c"
+    gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stubs/libcuda.so" "$stubs/libcuda.c"
+  fi
+  flags="$flags -DCUDA_cuda_driver_LIBRARY=$stubs/libcuda.so"
 fi
 wheel=$(CMAKE_ARGS="$flags" PYTHON="$python" bash .ci/llama-wheel.sh)
-rm -f "$carry"/wheels/llama_cpp_python-*.whl
-cp "$wheel" "$carry/wheels/"
+
+# The wheel holds every library three times (zip has no symbolic links) and a second
+# tree outside the package: 267 MB, four times what may travel. Carry the llama_cpp
+# package alone, each library once with its other names as links, compressed with xz.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && unzip -q "$wheel" 'llama_cpp/*')
+lib="$work/llama_cpp/lib"
+readelf -d "$lib"/libggml-cuda.so | grep -q 'NEEDED.*libcuda\.so\.1' \
+  || { echo "libggml-cuda.so does not name libcuda.so.1: the driver stub did not link" >&2; exit 1; }
+for file in "$lib"/*.so*; do
+  real=$(ls "$lib"/"$(basename "$file" | sed -E 's/\.so.*/.so/')".* 2>/dev/null | sort | tail -n1)
+  [ -n "$real" ] && [ "$file" != "$real" ] && cmp -s "$file" "$real" \
+    && ln -sf "$(basename "$real")" "$file"
+done
+rm -f "$carry"/wheels/llama_cpp_python-*.whl "$carry"/llama_cpp-*.tar.xz
+tar -C "$work" -cf - llama_cpp | xz -9 -T0 > "$carry/llama_cpp-cuda.tar.xz"
 
 # 2. The pure-Python packages llama-cpp-python and the synthesiser need there, at the
 #    versions installed here.

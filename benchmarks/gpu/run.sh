@@ -10,8 +10,9 @@
 # measured as a synthetic 270m too, unless STAND_IN names a GGUF there.
 #
 # Prepare on a CPU machine first (once): `bash benchmarks/gpu/prepare.sh` puts into
-# .gpu-carry/ the CUDA wheel of llama-cpp-python (sm_90), the gguf and diskcache wheels
-# the GPU image lacks, and a vocab-only Gemma 3 GGUF (the tokenizer, 7 MB). Then:
+# .gpu-carry/ llama-cpp-python built with CUDA (sm_90) as llama_cpp-cuda.tar.xz, the gguf
+# and diskcache wheels the GPU image lacks, and a vocab-only Gemma 3 GGUF (the tokenizer,
+# 7 MB). Then:
 #     run(command="bash benchmarks/gpu/run.sh", carry=[".gpu-carry"], timeout_s=600)
 # Results land in $OUT (or ./gpu-results): gpu.jsonl (a row per test: llama-bench's JSON
 # fields plus ours), gpu.md (the table), system.txt, run.log, rate_vs_size.png and
@@ -49,12 +50,15 @@ declare -A COST=([270m]=40 [1b]=60 [4b]=120 [12b]=240 [27b]=420)
 # -- 1. the carried wheels, and a CUDA llama.cpp --------------------------------------
 shopt -s nullglob
 wheels=("$CARRY"/wheels/*.whl)
-if [ ${#wheels[@]} -eq 0 ]; then
-  say "no wheels in $CARRY/wheels: run benchmarks/gpu/prepare.sh on a CPU machine and carry $CARRY"
+if [ ${#wheels[@]} -eq 0 ] || [ ! -f "$CARRY/llama_cpp-cuda.tar.xz" ]; then
+  say "no wheels or llama_cpp-cuda.tar.xz in $CARRY: run benchmarks/gpu/prepare.sh on a CPU machine and carry $CARRY"
   exit 2
 fi
 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "${wheels[@]}" || { say "installing the carried wheels failed"; exit 2; }
+# llama-cpp-python, repacked by prepare.sh (its wheel is too large to travel).
+rm -rf /tmp/site/llama_cpp
+tar -C /tmp/site -xJf "$CARRY/llama_cpp-cuda.tar.xz" || { say "unpacking llama_cpp failed"; exit 2; }
 export PYTHONPATH="/tmp/site:$PWD/integrations${PYTHONPATH:+:$PYTHONPATH}"
 # The CUDA runtime and cuBLAS the wheel links against: the toolkit's, or PyTorch's copies.
 cuda_libs=(/usr/local/cuda/lib64 /usr/local/nvidia/lib64 "$("$PYTHON" -c 'import site; print(site.getsitepackages()[0])')"/nvidia/*/lib)
