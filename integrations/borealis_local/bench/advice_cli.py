@@ -131,8 +131,8 @@ def _print_pick(console, advice) -> None:
     e = pick.estimate
     console.print(
         f"[bold]Recommended: borealis-{pick.size}:{pick.quant}[/bold] with num_ctx "
-        f"{pick.n_ctx}: about {_in_gib(e.needed if pick.where != 'GPU' else e.device_bytes)} "
-        f"GiB {_place(pick.where)} (weights {_in_gib(e.weights)}, KV cache {_in_gib(e.kv_cache)}, "
+        f"{pick.n_ctx}: about {_in_gib(pick.memory)} "
+        f"GiB {pick.place} (weights {_in_gib(e.weights)}, KV cache {_in_gib(e.kv_cache)}, "
         f"compute {_in_gib(e.compute)}, runtime {_in_gib(e.overhead)})."
     )
     if advice.runtime == "llama-cpp-python":
@@ -140,10 +140,6 @@ def _print_pick(console, advice) -> None:
             "llama-cpp-python keeps a full-size cache for the sliding-window layers; "
             "llama-server and Ollama need less for long contexts (--runtime)."
         )
-
-
-def _place(where: str) -> str:
-    return "in unified memory" if where == "unified" else f"on the {where}"
 
 
 def _title(machine, runtime: str) -> str:
@@ -160,10 +156,7 @@ def _title(machine, runtime: str) -> str:
 def _cell(fit) -> str:
     if fit is None:
         return "—"
-    e = fit.estimate
-    if fit.where == "GPU":
-        return f"{fit.n_ctx // 1024}k {_in_gib(e.device_bytes)}*"
-    return f"{fit.n_ctx // 1024}k {_in_gib(e.needed)}"
+    return f"{fit.n_ctx // 1024}k {_in_gib(fit.memory)}" + ("*" if fit.where == "GPU" else "")
 
 
 def _in_gib(n: int) -> str:

@@ -294,10 +294,8 @@ def recommend_advice(rows: list[dict[str, Any]] = ()) -> str | None:
 
 
 def _fit_text(fit) -> str:
-    place = {"GPU": "on the GPU", "unified": "in unified memory"}.get(fit.where, "on the CPU")
-    needed = fit.estimate.device_bytes if fit.where == "GPU" else fit.estimate.needed
     return (f"borealis-{fit.size}:{fit.quant} with num_ctx {fit.n_ctx} "
-            f"(about {needed / 2**30:.1f} GiB {place})")
+            f"(about {fit.memory / 2**30:.1f} GiB {fit.place})")
 
 
 # -- compare and plot ----------------------------------------------------------------------

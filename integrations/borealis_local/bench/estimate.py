@@ -517,6 +517,16 @@ class Fit:
     def n_ctx(self) -> int:
         return self.estimate.n_ctx
 
+    @property
+    def memory(self) -> int:
+        """The bytes that must fit where it runs: GPU memory on a GPU, else RAM."""
+        return self.estimate.device_bytes if self.where == "GPU" else self.estimate.needed
+
+    @property
+    def place(self) -> str:
+        """Where it runs, in words: "on the GPU", "in unified memory", "on the CPU"."""
+        return "in unified memory" if self.where == "unified" else f"on the {self.where}"
+
     def to_dict(self) -> dict:
         return {"size": self.size, "quant": self.quant, "n_ctx": self.n_ctx,
                 "where": self.where, "estimate": self.estimate.to_dict()}

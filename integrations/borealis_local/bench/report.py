@@ -399,12 +399,7 @@ def _rate_vs_size(rows: Sequence[dict[str, Any]], path: Path) -> bool:
                           xytext=(4, 4), fontsize=7)
     axes.set(xscale="log", yscale="log", xlabel="model size (GiB)", ylabel="tokens / second",
              title="Rate against model size and quantisation")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return True
+    return _save(figure, axes, path)
 
 
 def _memory_vs_context(rows: Sequence[dict[str, Any]], path: Path) -> bool:
@@ -429,6 +424,13 @@ def _memory_vs_context(rows: Sequence[dict[str, Any]], path: Path) -> bool:
                 axes.plot(*zip(*pairs, strict=True), style, label=f"{model} ({what})")
     axes.set(xscale="log", xlabel="context (tokens)", ylabel="memory (GiB)",
              title="Memory against context length")
+    return _save(figure, axes, path)
+
+
+def _save(figure, axes, path: Path) -> bool:
+    """The plots' common finish: grid, legend, a 120-dpi PNG, the figure closed."""
+    import matplotlib.pyplot as plt
+
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
