@@ -37,17 +37,15 @@ def paths(model: str, n_gen: int, threads: int) -> dict:
     """name → a call returning (text, completion tokens): the raw runtime and both adapters."""
     from llama_index.core.llms import ChatMessage
 
-    import langchain_borealis.chat_models
-    import llama_index.llms.borealis.base
-    from borealis_local.runtime.resolve import open_backend
+    from borealis_local.runtime import registry
+    from borealis_local.runtime.registry import open_backend
     from langchain_borealis import ChatBorealis
     from llama_index.llms.borealis import Borealis
 
     raw = open_backend(model, n_ctx=N_CTX, n_threads=threads)
     # Separately loaded copies of one model can differ in speed by a per cent or two
     # (where their buffers landed): one model for all three keeps that out.
-    langchain_borealis.chat_models.open_shared_backend = lambda *args, **kwargs: raw
-    llama_index.llms.borealis.base.open_backend = lambda *args, **kwargs: raw
+    registry.shared_backend = lambda *args, **kwargs: raw  # both adapters open through it
     langchain = ChatBorealis(model=model, max_tokens=n_gen, seed=SEED, num_ctx=N_CTX,
                              backend_kwargs={"n_threads": threads})
     llama_index = Borealis(model=model, max_tokens=n_gen, context_window=N_CTX,

@@ -63,14 +63,13 @@ def null_models(monkeypatch):
     def open_null(name, **arguments):
         return NullBackend(name, chunks=TOKENS)
 
-    monkeypatch.setattr("borealis_local.runtime.resolve.open_backend", open_null)
-    try:
-        import llama_index.llms.borealis.base as llama_index_base
-    except ImportError:
-        pass
-    else:
-        monkeypatch.setattr(llama_index_base, "open_backend", open_null)
-    return open_null
+    from borealis_local.runtime import registry
+
+    # Both adapters open their models through the registry's shared cache.
+    monkeypatch.setattr(registry, "open_backend", open_null)
+    registry.SHARED.close()
+    yield open_null
+    registry.SHARED.close()
 
 
 @pytest.mark.benchmark(group="template")
@@ -134,7 +133,7 @@ def _run(benchmark, call):
 
 @pytest.mark.benchmark(group="adapter-64-tokens")
 def test_raw_runtime_call(benchmark, stand_in):
-    from borealis_local.runtime.resolve import open_backend
+    from borealis_local.runtime.registry import open_backend
 
     with open_backend(str(stand_in), n_ctx=N_CTX, n_threads=THREADS) as backend:
         completion = _run(benchmark, lambda: backend.chat(QUESTION, max_tokens=TOKENS, seed=SEED))

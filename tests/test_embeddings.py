@@ -9,7 +9,8 @@ import socket
 import pytest
 
 from borealis_local.errors import InvalidRequestError, ServerUnavailableError
-from borealis_local.runtime.embeddings import LlamaCppEmbedder, open_embedder
+from borealis_local.runtime.llama_cpp import LlamaCppEmbedder
+from borealis_local.runtime.registry import open_embedder
 
 pytestmark = pytest.mark.slow
 

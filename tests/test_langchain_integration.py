@@ -20,13 +20,14 @@ from langchain_tests.integration_tests import (
     ChatModelIntegrationTests,
     EmbeddingsIntegrationTests,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from borealis_local import templates
 from borealis_local.errors import (
     ContextOverflowError,
     InvalidRequestError,
     ServerUnavailableError,
+    StructuredOutputError,
 )
 from langchain_borealis import BorealisEmbeddings, ChatBorealis
 from langchain_borealis.chat_models import close_shared_backends
@@ -61,6 +62,13 @@ def backend_of(llm: ChatBorealis, model: str | None = None):
 
 
 # -- langchain-tests' standard suites ----------------------------------------------
+
+CUT_JSON = pytest.mark.xfail(
+    raises=StructuredOutputError,
+    strict=False,
+    reason="the stand-in may not close the standard Joke JSON within max_tokens=32 on "
+    "this CPU; that must be StructuredOutputError naming max_tokens",
+)
 
 
 class TestChatBorealisStandard(ChatModelIntegrationTests):
@@ -102,6 +110,30 @@ class TestChatBorealisStandard(ChatModelIntegrationTests):
     def test_json_mode(self, model) -> None:
         super().test_json_mode(model)
 
+    # The standard Joke schema's strings are unbounded, so whether the stand-in closes
+    # its JSON within max_tokens=32 depends on its greedy picks, which differ between
+    # CPUs (AVX-512 and AVX2). Only that outcome is tolerated: a cut JSON must end in our
+    # StructuredOutputError naming max_tokens; any other failure fails these tests. The
+    # bounded-schema tests below check the same path on every CPU.
+
+    @CUT_JSON
+    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
+    def test_structured_output(self, model, schema_type) -> None:
+        super().test_structured_output(model, schema_type)
+
+    @CUT_JSON
+    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
+    async def test_structured_output_async(self, model, schema_type) -> None:
+        await super().test_structured_output_async(model, schema_type)
+
+    @CUT_JSON
+    def test_structured_output_pydantic_2_v1(self, model) -> None:
+        super().test_structured_output_pydantic_2_v1(model)
+
+    @CUT_JSON
+    def test_structured_output_optional_param(self, model) -> None:
+        super().test_structured_output_optional_param(model)
+
 
 class TestBorealisEmbeddingsStandard(EmbeddingsIntegrationTests):
     """Mean-pooled hidden states of the stand-in: real vectors, not a trained embedder."""
@@ -132,7 +164,7 @@ def test_usage_counts_the_templated_prompt_and_the_answer():
     assert 1 <= usage["output_tokens"] <= 8
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     # The tokens llama.cpp evaluated are the Borealis template of these messages.
-    evaluated = backend._llm.input_ids[: usage["input_tokens"]].tolist()
+    evaluated = backend.llama.input_ids[: usage["input_tokens"]].tolist()
     assert evaluated == backend.tokenize(templates.render(runtime_messages))
     meta = result.response_metadata
     assert meta["finish_reason"] in ("stop", "length")
@@ -207,18 +239,23 @@ def test_model_override_per_call_uses_and_reports_the_other_model():
 
 
 class Capital(BaseModel):
-    city: str
+    city: str = Field(max_length=24)
     population: int
 
 
+# The grammar bounds a Capital (24 characters, 16 digits, single spaces) to well under
+# this many tokens, so its JSON closes whatever the model picks, on every CPU.
+CAPITAL_TOKENS = 160
+
+
 def test_json_schema_output_parses_into_the_schema():
-    structured = chat(max_tokens=64, temperature=0).with_structured_output(Capital)
+    structured = chat(max_tokens=CAPITAL_TOKENS, temperature=0).with_structured_output(Capital)
     result = structured.invoke("Hovedstaden i Norge, som JSON:")
     assert isinstance(result, Capital)
 
 
 def test_json_schema_output_with_include_raw_keeps_the_message():
-    structured = chat(max_tokens=64, temperature=0).with_structured_output(
+    structured = chat(max_tokens=CAPITAL_TOKENS, temperature=0).with_structured_output(
         Capital.model_json_schema(), include_raw=True
     )
     result = structured.invoke("Hovedstaden i Norge, som JSON:")
@@ -226,14 +263,29 @@ def test_json_schema_output_with_include_raw_keeps_the_message():
     assert set(result["parsed"]) == {"city", "population"}
 
 
-def test_json_mode_answers_json():
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_cut_by_max_tokens_says_so_not_a_pydantic_traceback(stream):
+    structured = chat(max_tokens=4, temperature=0).with_structured_output(Capital)
+    # `{"city": "` alone is more than 4 tokens: the JSON cannot close.
+    with pytest.raises(StructuredOutputError, match="max_tokens=4.*raise max_tokens"):
+        if stream:
+            list(structured.stream("Hovedstaden i Norge, som JSON:"))
+        else:
+            structured.invoke("Hovedstaden i Norge, som JSON:")
+
+
+def test_json_mode_answers_json_or_says_max_tokens_cut_it():
     structured = chat(max_tokens=48, temperature=0).with_structured_output(
         method="json_mode", include_raw=True
     )
-    result = structured.invoke("Et JSON-objekt om Oslo:")
-    raw = result["raw"]
-    assert raw.text.lstrip().startswith("{")  # the runtime's JSON grammar: an object
-    if raw.response_metadata["finish_reason"] == "stop":
+    # Any object: whether it closes within 48 tokens is the model's choice.
+    try:
+        result = structured.invoke("Et JSON-objekt om Oslo:")
+    except StructuredOutputError as error:
+        assert error.max_tokens == 48 and error.text.lstrip().startswith("{")
+    else:
+        raw = result["raw"]
+        assert raw.response_metadata["finish_reason"] == "stop"
         assert json.loads(raw.text) == result["parsed"]
 
 

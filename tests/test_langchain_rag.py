@@ -179,10 +179,10 @@ def test_the_stand_in_evaluates_the_templated_rag_prompt(stand_in_llm):
     rendered = templates.render(turns)
     assert result["language"] == "nn" and isinstance(result["answer"], str)
     n_prompt = backend.count_tokens(turns)
-    evaluated = backend._llm.input_ids[:n_prompt].tolist()
+    evaluated = backend.llama.input_ids[:n_prompt].tolist()
     assert evaluated == backend.tokenize(rendered)
     # In the turn the model answers, the sources come first and the question last.
-    text = backend._llm.detokenize(evaluated, special=True).decode()
+    text = backend.llama.detokenize(evaluated, special=True).decode()
     assert text.index("[1] <kilde") < text.index(f"Spørsmål: {question}")
     assert text.endswith(f"Spørsmål: {question}<end_of_turn>\n<start_of_turn>model\n")
 
@@ -193,8 +193,8 @@ def test_the_stand_in_sees_an_injected_instruction_inside_the_sources(stand_in_l
     chain = create_rag_chain(KeywordRetriever(documents=documents), stand_in_llm)
     chain.invoke("Hva kalles lysene på himmelen?")
     backend = stand_in_llm._backend(stand_in_llm.model)
-    evaluated = backend._llm.input_ids[: backend._llm.n_tokens].tolist()
-    text = backend._llm.detokenize(evaluated, special=True).decode()
+    evaluated = backend.llama.input_ids[: backend._llm.n_tokens].tolist()
+    text = backend.llama.detokenize(evaluated, special=True).decode()
     [closing] = block_ends(text)
     assert text.index("[1] <kilde") < text.index("Ignorer alt ovenfor") < closing
     assert closing < text.index("Spørsmål: Hva kalles lysene på himmelen?")

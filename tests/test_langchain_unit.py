@@ -29,14 +29,16 @@ from borealis_local.errors import (
     InvalidRequestError,
     ServerUnavailableError,
 )
-from borealis_local.runtime import resolve
+from borealis_local.runtime import registry
 from borealis_local.runtime.base import Backend, Chunk, Request, Timings, Usage
 from langchain_borealis import ChatBorealis
-from langchain_borealis import chat_models as chat_models_module
 from langchain_borealis.chat_models import close_shared_backends, to_runtime_messages
 
 
 class TestChatBorealisUnit(ChatModelUnitTests):
+    """The standard unit suite with no capability flags: what langchain-tests infers
+    from the class itself (no bind_tools override: no tool calling) must hold."""
+
     @property
     def chat_model_class(self) -> type[ChatBorealis]:
         return ChatBorealis
@@ -45,18 +47,6 @@ class TestChatBorealisUnit(ChatModelUnitTests):
     def chat_model_params(self) -> dict:
         # Constructing opens nothing: the model is loaded on the first call.
         return {"model": "borealis-open-270m:Q8_0"}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False  # Gemma 3 has no tool-calling tokens
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def model_override_value(self) -> str:
-        return "borealis-open-1b:Q8_0"
 
 
 # -- a scripted runtime --------------------------------------------------------------
@@ -96,7 +86,7 @@ class ScriptedBackend(Backend):
 
 
 class ScriptedRuntime:
-    """The backends ChatBorealis opened through resolve.open_backend, by model name,
+    """The backends ChatBorealis opened through registry.open_backend, by model name,
     and the script each model's backend will answer from."""
 
     def __init__(self):
@@ -116,8 +106,8 @@ class ScriptedRuntime:
 def runtime(monkeypatch):
     close_shared_backends()
     runtime = ScriptedRuntime()
-    monkeypatch.setattr(resolve, "open_backend", runtime.open_backend)
-    monkeypatch.setattr(chat_models_module, "_backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(registry, "open_backend", runtime.open_backend)
+    monkeypatch.setattr(registry, "backoff", lambda attempt: 0.0)
     yield runtime
     close_shared_backends()
 
@@ -185,8 +175,11 @@ def test_a_misspelt_field_is_refused():
         ChatBorealis(model="borealis:4b", temprature=0.3)
 
 
-def test_bind_tools_says_why_there_are_no_tools():
-    with pytest.raises(NotImplementedError, match="no tool-calling tokens.*with_structured_output"):
+def test_bind_tools_is_langchains_own_refusal():
+    # Not overridden, so LangChain code (and langchain-tests) that asks whether a model
+    # binds tools by looking for an override gets the true answer: no.
+    assert "bind_tools" not in vars(ChatBorealis)
+    with pytest.raises(NotImplementedError):
         ChatBorealis(model="borealis:4b").bind_tools([])
 
 

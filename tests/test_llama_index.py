@@ -30,7 +30,11 @@ from pydantic import BaseModel
 
 from borealis_local import templates
 from borealis_local.catalog import DEFAULT_NUM_CTX
-from borealis_local.errors import BackendTimeoutError, InvalidRequestError
+from borealis_local.errors import (
+    BackendTimeoutError,
+    InvalidRequestError,
+    StructuredOutputError,
+)
 from borealis_local.prompts import LANGUAGES, format_sources, get_prompts
 from llama_index.embeddings.borealis import BorealisEmbedding
 from llama_index.llms.borealis import (
@@ -217,19 +221,26 @@ class Verdict(BaseModel):
     sant: bool
 
 
+# The grammar bounds a Verdict (a boolean and whitespace, at most 22 characters a gap on
+# llama-server) to well under this: the JSON closes whatever the model picks.
+VERDICT_TOKENS = 128
+
+
 VERDICT_PROMPT = PromptTemplate("Er dette sant: {påstand}? Svar med JSON.")
 
 
 def test_structured_predict(llm):
     verdict = llm.structured_predict(
-        Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": 32}, påstand="Oslo er i Norge"
+        Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": VERDICT_TOKENS},
+        påstand="Oslo er i Norge",
     )
     assert isinstance(verdict, Verdict)
 
 
 async def test_astructured_predict(llm):
     verdict = await llm.astructured_predict(
-        Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": 32}, påstand="Bergen er i Norge"
+        Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": VERDICT_TOKENS},
+        påstand="Bergen er i Norge",
     )
     assert isinstance(verdict, Verdict)
 
@@ -237,7 +248,8 @@ async def test_astructured_predict(llm):
 def test_stream_structured_predict(local_llm):
     partials = list(
         local_llm.stream_structured_predict(
-            Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": 32}, påstand="Tromsø er i Norge"
+            Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": VERDICT_TOKENS},
+            påstand="Tromsø er i Norge",
         )
     )
     assert partials and isinstance(partials[-1].sant, bool)
@@ -245,10 +257,19 @@ def test_stream_structured_predict(local_llm):
 
 async def test_astream_structured_predict(local_llm):
     stream = await local_llm.astream_structured_predict(
-        Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": 32}, påstand="Bodø er i Norge"
+        Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": VERDICT_TOKENS},
+        påstand="Bodø er i Norge",
     )
     partials = [p async for p in stream]
     assert partials and isinstance(partials[-1].sant, bool)
+
+
+def test_structured_predict_cut_by_max_tokens_names_it(local_llm):
+    # `{"sant": ` alone is more than 2 tokens: the JSON cannot close.
+    with pytest.raises(StructuredOutputError, match="max_tokens=2"):
+        local_llm.structured_predict(
+            Verdict, VERDICT_PROMPT, llm_kwargs={"max_tokens": 2}, påstand="Oslo er i Norge"
+        )
 
 
 # -- metadata: from the catalog and the configuration, no network ----------------------

@@ -24,7 +24,8 @@ import pytest
 from borealis_local import templates
 from borealis_local.catalog import get_model
 from borealis_local.errors import ContextOverflowError, ModelNotFoundError
-from borealis_local.runtime.ollama import OllamaBackend, create_model, gguf_token_counter
+from borealis_local.ollama_install import create_model
+from borealis_local.runtime.ollama import OllamaBackend, gguf_token_counter
 
 HOST = os.environ.get("OLLAMA_HOST")
 TAG = os.environ.get("BOREALIS_OLLAMA_MODEL", get_model("270m").ollama_tag)

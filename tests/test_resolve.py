@@ -1,4 +1,4 @@
-"""One way to name a model: each form reaches the right backend."""
+"""One way to name a model: each form reaches the right kind of runtime (the registry)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from borealis_local.errors import InvalidRequestError, ModelNotFoundError
-from borealis_local.runtime import resolve
+from borealis_local.runtime import registry, resolve
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,8 @@ from borealis_local.runtime import resolve
     ],
 )
 def test_names_map_to_backends(name, kind, arguments):
-    assert resolve.describe(name) == (kind, arguments)
+    found, found_arguments = registry.describe(name)
+    assert (found.name, found_arguments) == (kind, arguments)
 
 
 @pytest.mark.parametrize(
@@ -34,14 +35,14 @@ def test_names_map_to_backends(name, kind, arguments):
 )
 def test_malformed_names_say_how_to_write_them(name):
     with pytest.raises(InvalidRequestError):
-        resolve.describe(name)
+        registry.describe(name)
 
 
 def test_catalog_name_finds_the_file_in_the_models_dir(tmp_path, monkeypatch, gemma_gguf):
     (tmp_path / "borealis-open-270m-Q4_K_M.gguf").symlink_to(gemma_gguf)
     monkeypatch.setenv(resolve.MODELS_DIR_ENV, str(tmp_path))
-    kind, arguments = resolve.describe("borealis-open-270m")
-    assert kind == "llama.cpp"
+    kind, arguments = registry.describe("borealis-open-270m")
+    assert kind.name == "llama.cpp" and kind.in_process
     assert arguments["model_path"] == tmp_path / "borealis-open-270m-Q4_K_M.gguf"
     assert arguments["n_ctx"] == 32768 and arguments["name"] == "borealis-open-270m:Q4_K_M"
 
@@ -50,7 +51,7 @@ def test_catalog_name_finds_the_file_in_the_models_dir(tmp_path, monkeypatch, ge
 def test_open_backend_runs_a_catalog_model(tmp_path, monkeypatch, gemma_gguf):
     (tmp_path / "borealis-270m-Q4_K_M.gguf").symlink_to(gemma_gguf)
     monkeypatch.setenv(resolve.MODELS_DIR_ENV, str(tmp_path))
-    with resolve.open_backend("borealis-270m", n_ctx=512, n_threads=2) as backend:
+    with registry.open_backend("borealis-270m", n_ctx=512, n_threads=2) as backend:
         result = backend.complete("Hei", max_tokens=2)
     assert result.model == "borealis-270m:Q4_K_M" and result.usage.completion_tokens == 2
 
@@ -59,7 +60,7 @@ def test_a_catalog_model_not_on_disk_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv(resolve.MODELS_DIR_ENV, str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(ModelNotFoundError) as error:
-        resolve.describe("borealis-12b:Q8_0")
+        registry.describe("borealis-12b:Q8_0")
     message = str(error.value)
     assert "borealis pull 12b --quant Q8_0" in message
     assert "borealis:12b" in message

@@ -151,11 +151,12 @@ def test_json_schema_output_parses_and_matches(backend):
         "required": ["svar"],
         "additionalProperties": False,
     }
-    # The grammar allows free whitespace, which a base model can fill to the limit: an
-    # example in the question gets it to close the object.
+    # llama-server's grammar allows up to 22 whitespace characters in each of the
+    # object's few gaps: 128 tokens hold the longest object it allows, so it closes
+    # whatever the model picks.
     question = 'Er Oslo i Norge? Svar med JSON, for eksempel {"svar": "ja"}.'
     result = backend.chat(
-        [{"role": "user", "content": question}], max_tokens=32, temperature=0, json_schema=schema
+        [{"role": "user", "content": question}], max_tokens=128, temperature=0, json_schema=schema
     )
     assert result.finish_reason == "stop"
     answer = json.loads(result.text)

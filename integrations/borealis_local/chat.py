@@ -22,7 +22,7 @@ def answer(
         parts.append(chunk.text)
         last = chunk
     out.write("\n")
-    result = backend._completion("".join(parts), last)
+    result = backend.completion_of("".join(parts), last)
     stats.write(describe_speed(result) + "\n")
     stats.flush()
     return result

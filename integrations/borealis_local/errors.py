@@ -1,12 +1,24 @@
-"""One exception hierarchy for the whole project.
+"""One exception hierarchy for the whole project, in this one module.
 
 Every message says what went wrong and what to do next, so the CLI can print it as
-one line and exit non-zero.
+one line and exit non-zero. Every error pickles whole (its keyword fields included),
+so the benchmark's child process hands the parent the error itself.
 """
 
 
 class BorealisError(Exception):
     """Base class of every error borealis-local raises on purpose."""
+
+    def __reduce__(self):
+        # Exception pickles as cls(*args), which loses keyword-only fields (n_ctx, …).
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(cls: type[BorealisError], args: tuple, state: dict) -> BorealisError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class UnknownModelError(BorealisError, KeyError):
@@ -66,3 +78,48 @@ class BackendTimeoutError(BackendError, TimeoutError):
 
 class StreamInterruptedError(BackendError):
     """The connection broke in the middle of a streamed answer."""
+
+
+class StructuredOutputError(BackendError, ValueError):
+    """A JSON-constrained answer (json_schema, json_mode) that max_tokens cut before its
+    JSON closed: the text is kept, and the fix is a larger max_tokens."""
+
+    def __init__(self, message: str, *, text: str, max_tokens: int | None):
+        super().__init__(message)
+        self.text = text
+        self.max_tokens = max_tokens
+
+
+# -- getting the weights -----------------------------------------------------------------
+
+
+class HubError(BorealisError):
+    """The hub refused the request or could not be reached, and the cache cannot stand in."""
+
+
+class HubUnreachableError(HubError):
+    """No answer from the hub: no network, a proxy in the way, or HF_HUB_OFFLINE=1."""
+
+
+class DownloadInterruptedError(HubError):
+    """The download broke off; the part already fetched is kept and resumed next time."""
+
+
+class LicenseNotAcceptedError(BorealisError):
+    """A model whose licence restricts its use, pulled before the licence was accepted."""
+
+
+class ChecksumMismatchError(InvalidModelFileError):
+    """A file whose SHA-256 is not the one published for it."""
+
+    def __init__(self, message: str, *, expected: str, actual: str):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+# -- prompts -------------------------------------------------------------------------------
+
+
+class UnknownLanguageError(InvalidRequestError):
+    """A language code other than nb, nn or en (or auto, where text decides)."""

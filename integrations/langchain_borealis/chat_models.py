@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -51,16 +49,12 @@ from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from borealis_local.errors import (
-    BackendTimeoutError,
-    InvalidRequestError,
-    ServerUnavailableError,
-)
-from borealis_local.runtime.base import Backend, Chunk, Options, Usage
+from borealis_local.errors import InvalidRequestError
+from borealis_local.runtime import registry
+from borealis_local.runtime.base import Backend, Chunk, Usage
+from borealis_local.runtime.kind import Settings
 
 PROVIDER = "borealis"
-# Only a runtime that is down or slow is worth asking again; other errors would recur.
-RETRYABLE = (BackendTimeoutError, ServerUnavailableError)
 ROLE_OF = {SystemMessage: "system", HumanMessage: "user", AIMessage: "assistant"}
 CHAT_ROLES = {
     "system": "system",
@@ -203,7 +197,8 @@ class ChatBorealis(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         name, backend, turns, options = self._prepare(messages, stop, kwargs)
-        for chunk in self._retrying(lambda: backend.stream_chat(turns, **options)):
+        retry = registry.RetryPolicy(self.max_retries)
+        for chunk in retry.stream(lambda: backend.stream_chat(turns, **options)):
             generation = _generation_chunk(chunk, name, backend)
             if run_manager and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=generation)
@@ -220,7 +215,8 @@ class ChatBorealis(BaseChatModel):
         name, backend, turns, options = await asyncio.to_thread(
             self._prepare, messages, stop, kwargs
         )
-        async for chunk in self._aretrying(lambda: backend.astream_chat(turns, **options)):
+        retry = registry.RetryPolicy(self.max_retries)
+        async for chunk in retry.astream(lambda: backend.astream_chat(turns, **options)):
             generation = _generation_chunk(chunk, name, backend)
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=generation)
@@ -270,48 +266,16 @@ class ChatBorealis(BaseChatModel):
             options["stop"] = list(self.stop)
         return options
 
-    # -- retries -------------------------------------------------------------------
-
-    def _retrying(self, open_stream: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
-        for attempt in range(self.max_retries + 1):
-            started = False
-            try:
-                for chunk in open_stream():
-                    started = True
-                    yield chunk
-                return
-            except RETRYABLE:
-                if started or attempt == self.max_retries:
-                    raise
-            time.sleep(_backoff(attempt))
-
-    async def _aretrying(
-        self, open_stream: Callable[[], AsyncIterator[Chunk]]
-    ) -> AsyncIterator[Chunk]:
-        for attempt in range(self.max_retries + 1):
-            started = False
-            try:
-                async for chunk in open_stream():
-                    started = True
-                    yield chunk
-                return
-            except RETRYABLE:
-                if started or attempt == self.max_retries:
-                    raise
-            await asyncio.sleep(_backoff(attempt))
-
     # -- backends ------------------------------------------------------------------
 
     def _backend(self, name: str) -> Backend:
-        arguments = _connection_arguments(name, self.timeout, self.api_key, self.num_ctx)
-        arguments.update(self.backend_kwargs)
-        return open_shared_backend(name, num_ctx=self.num_ctx, **arguments)
+        """The runtime for `name` with this instance's settings, shared per process."""
+        api_key = self.api_key.get_secret_value() if self.api_key is not None else None
+        settings = Settings(timeout=self.timeout, num_ctx=self.num_ctx, api_key=api_key)
+        return registry.shared_backend(name, settings, self.backend_kwargs)
 
-    # -- tools and structured output -----------------------------------------------
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable:
-        """Not available: Gemma 3 has no tool-calling tokens."""
-        raise NotImplementedError(NO_TOOLS)
+    # -- structured output (no tools: Gemma 3 has no tool-calling tokens, and
+    # BaseChatModel.bind_tools already refuses) ------------------------------------
 
     def with_structured_output(
         self,
@@ -442,10 +406,6 @@ def _usage(usage: Usage) -> UsageMetadata:
     )
 
 
-def _backoff(attempt: int) -> float:
-    return min(0.5 * 2**attempt, 8.0)
-
-
 # -- structured output -------------------------------------------------------------
 
 
@@ -472,77 +432,7 @@ def _json_schema(schema: dict | type) -> dict[str, Any]:
 # -- shared backends ---------------------------------------------------------------
 
 
-class SharedModels:
-    """Models opened once per process for a name and its arguments, shared by every
-    instance that asks for them: loading a GGUF takes seconds and memory."""
-
-    def __init__(self):
-        self._models: dict[tuple, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str, arguments: Mapping[str, Any], open_model: Callable[[], Any]):
-        key = (name, _hashable(arguments))
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = open_model()
-            return self._models[key]
-
-    def close_all(self) -> None:
-        with self._lock:
-            models = list(self._models.values())
-            self._models.clear()
-        for model in models:
-            model.close()
-
-
-_backends = SharedModels()
-
-
-def _connection_arguments(name, timeout, api_key, num_ctx) -> dict[str, Any]:
-    """The constructor arguments this model's backend takes from ChatBorealis fields."""
-    from borealis_local.runtime.resolve import describe
-
-    kind, _ = describe(name)
-    arguments: dict[str, Any] = {}
-    if kind in ("ollama", "openai") and timeout is not None:
-        arguments["timeout"] = timeout
-    if kind == "openai":
-        if api_key is not None:
-            arguments["api_key"] = api_key.get_secret_value()
-        arguments["max_retries"] = 0  # ChatBorealis.max_retries retries, once
-    if kind == "llama.cpp" and num_ctx is not None:
-        arguments["n_ctx"] = num_ctx  # a catalog name would otherwise bring its own
-    return arguments
-
-
-def open_shared_backend(name: str, *, num_ctx: int | None = None, **kwargs: Any) -> Backend:
-    """The backend for a model name, opened once per process for these arguments."""
-
-    def open_model() -> Backend:
-        from borealis_local.runtime.resolve import open_backend
-
-        try:
-            return open_backend(name, options=Options(num_ctx=num_ctx), **kwargs)
-        except TypeError as error:  # an argument this kind of backend does not take
-            raise InvalidRequestError(
-                f"{name!r}: {error}; check backend_kwargs against this backend"
-            ) from error
-
-    return _backends.get(name, {"num_ctx": num_ctx, **kwargs}, open_model)
-
-
 def close_shared_backends() -> None:
-    """Close every model ChatBorealis opened (llama.cpp frees its memory)."""
-    _backends.close_all()
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple, set)):
-        return tuple(_hashable(v) for v in value)
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value
+    """Close every chat model opened for ChatBorealis and Borealis (llama.cpp frees its
+    memory); instances stay usable and open their model again on the next call."""
+    registry.SHARED.close("chat")

@@ -12,8 +12,8 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field
 
+from borealis_local.runtime import registry
 from borealis_local.runtime.embeddings import Embedder
-from langchain_borealis.chat_models import SharedModels
 
 
 class BorealisEmbeddings(BaseModel, Embeddings):
@@ -65,19 +65,9 @@ class BorealisEmbeddings(BaseModel, Embeddings):
         return (await self._embedder().aembed([text]))[0]
 
     def _embedder(self) -> Embedder:
-        return open_shared_embedder(self.model, **self.embedder_kwargs)
-
-
-_embedders = SharedModels()
-
-
-def open_shared_embedder(name: str, **kwargs: Any) -> Embedder:
-    """The embedder for a model name, opened once per process for these arguments."""
-    from borealis_local.runtime.embeddings import open_embedder
-
-    return _embedders.get(name, kwargs, lambda: open_embedder(name, **kwargs))
+        return registry.shared_embedder(self.model, **self.embedder_kwargs)
 
 
 def close_shared_embedders() -> None:
-    """Close every embedding model BorealisEmbeddings opened."""
-    _embedders.close_all()
+    """Close every embedding model opened for BorealisEmbeddings and BorealisEmbedding."""
+    registry.SHARED.close("embedding")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 
-from borealis_local.errors import BorealisError, InvalidRequestError
+from borealis_local.errors import BorealisError, InvalidRequestError, UnknownLanguageError
 
 LANGUAGES = ("nb", "nn", "en")
 NORWEGIAN = ("nb", "nn")
@@ -41,10 +41,6 @@ PLAIN_TEXTS = ("system", "no_answer", "source_heading")
 # once fit any language's template.
 SOURCE_OPEN = "<kilde>"
 SOURCE_CLOSE = "</kilde>"
-
-
-class UnknownLanguageError(InvalidRequestError):
-    """A language code other than nb, nn or en (or auto, where text decides)."""
 
 
 UnknownLanguage = UnknownLanguageError  # the name the prompts API brief uses

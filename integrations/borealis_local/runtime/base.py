@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from borealis_local.catalog import CHAT_FORMAT
-from borealis_local.errors import InvalidRequestError, StreamInterruptedError
+from borealis_local.errors import (
+    InvalidRequestError,
+    StreamInterruptedError,
+    StructuredOutputError,
+)
 
 ROLES = ("system", "user", "assistant")
+# Why an answer ended: its end of turn or a stop sequence, or max_tokens / the context.
+FinishReason = Literal["stop", "length"]
+# Who timed it: the runtime itself, or this process (test doubles name themselves).
+TimingSource = Literal["llama.cpp", "ollama", "llama-server", "client"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ class Timings:
     prompt_ms: float | None = None
     generation_ms: float | None = None
     ttft_ms: float | None = None
-    source: str = "client"
+    source: TimingSource | str = "client"
 
     @staticmethod
     def rate(tokens: int, ms: float | None) -> float | None:
@@ -151,7 +160,7 @@ class Chunk:
     """A piece of a streamed answer; the last one carries finish reason, usage, timings."""
 
     text: str
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     usage: Usage | None = None
     timings: Timings | None = None
 
@@ -159,7 +168,7 @@ class Chunk:
 @dataclass
 class Completion:
     text: str
-    finish_reason: str  # "stop" (end of turn or a stop sequence) or "length"
+    finish_reason: FinishReason
     usage: Usage
     timings: Timings
     model: str
@@ -226,10 +235,12 @@ class Backend(ABC):
         return Request(options=opts, messages=msgs, prompt=prompt)
 
     def stream_chat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Iterator[Chunk]:
-        return self._stream(self._request(messages=messages, options=options))
+        request = self._request(messages=messages, options=options)
+        return _json_checked(self._stream(request), request.options)
 
     def stream_complete(self, prompt: str, **options: Any) -> Iterator[Chunk]:
-        return self._stream(self._request(prompt=prompt, options=options))
+        request = self._request(prompt=prompt, options=options)
+        return _json_checked(self._stream(request), request.options)
 
     def chat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Completion:
         return self._collect(self.stream_chat(messages, **options))
@@ -240,10 +251,12 @@ class Backend(ABC):
     def astream_chat(
         self, messages: Iterable[Mapping[str, Any]], **options: Any
     ) -> AsyncIterator[Chunk]:
-        return self._astream(self._request(messages=messages, options=options))
+        request = self._request(messages=messages, options=options)
+        return _ajson_checked(self._astream(request), request.options)
 
     def astream_complete(self, prompt: str, **options: Any) -> AsyncIterator[Chunk]:
-        return self._astream(self._request(prompt=prompt, options=options))
+        request = self._request(prompt=prompt, options=options)
+        return _ajson_checked(self._astream(request), request.options)
 
     async def achat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Completion:
         return await self._acollect(self.astream_chat(messages, **options))
@@ -256,16 +269,17 @@ class Backend(ABC):
         for chunk in chunks:
             parts.append(chunk.text)
             last = chunk
-        return self._completion("".join(parts), last)
+        return self.completion_of("".join(parts), last)
 
     async def _acollect(self, chunks: AsyncIterator[Chunk]) -> Completion:
         parts, last = [], None
         async for chunk in chunks:
             parts.append(chunk.text)
             last = chunk
-        return self._completion("".join(parts), last)
+        return self.completion_of("".join(parts), last)
 
-    def _completion(self, text: str, last: Chunk | None) -> Completion:
+    def completion_of(self, text: str, last: Chunk | None) -> Completion:
+        """The Completion of a streamed answer: its text and its last chunk."""
         if last is None or last.finish_reason is None:
             raise StreamInterruptedError(f"{self.kind}: the answer ended without a finish reason")
         return Completion(
@@ -283,6 +297,60 @@ class Backend(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _json_checked(chunks: Iterator[Chunk], options: Options) -> Iterator[Chunk]:
+    """The stream as it is, except that a JSON-constrained answer that max_tokens cut
+    before its JSON closed ends in StructuredOutputError instead of its last chunk."""
+    if options.json_schema is None and not options.json_mode:
+        yield from chunks
+        return
+    text = []
+    try:
+        for chunk in chunks:
+            text.append(chunk.text)
+            if chunk.finish_reason == "length":
+                _check_json_closed("".join(text), options)
+            yield chunk
+    finally:
+        # Raising here leaves the backend's stream suspended, holding its model lock:
+        # close it now, not when the garbage collector gets to it.
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def _ajson_checked(chunks: AsyncIterator[Chunk], options: Options) -> AsyncIterator[Chunk]:
+    constrained = options.json_schema is not None or options.json_mode
+    text = []
+    try:
+        async for chunk in chunks:
+            if constrained:
+                text.append(chunk.text)
+                if chunk.finish_reason == "length":
+                    _check_json_closed("".join(text), options)
+            yield chunk
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _check_json_closed(text: str, options: Options) -> None:
+    try:
+        json.loads(text)
+    except ValueError:
+        if options.max_tokens is None:
+            limit, fix = "filled the context", "open the model with a larger num_ctx"
+        else:
+            limit = f"reached max_tokens={options.max_tokens}"
+            fix = "raise max_tokens, or leave it unset, for structured output"
+        raise StructuredOutputError(
+            f"the answer {limit} before its JSON was complete ({len(text)} characters "
+            f"so far): {fix}",
+            text=text,
+            max_tokens=options.max_tokens,
+        ) from None
 
 
 class _Failure:

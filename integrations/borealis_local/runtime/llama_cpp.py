@@ -6,10 +6,18 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from borealis_local.catalog import SAMPLING
-from borealis_local.errors import ContextOverflowError, InvalidRequestError
+from borealis_local.catalog import SAMPLING, parse_name
+from borealis_local.errors import (
+    BackendError,
+    ContextOverflowError,
+    InvalidRequestError,
+    UnknownModelError,
+)
+from borealis_local.runtime import llama_log, resolve
 from borealis_local.runtime.base import (
     Backend,
     Chunk,
@@ -19,6 +27,8 @@ from borealis_local.runtime.base import (
     Usage,
     normalise_messages,
 )
+from borealis_local.runtime.embeddings import Embedder
+from borealis_local.runtime.kind import BenchTarget, RuntimeKind, Settings
 from borealis_local.templates import render
 
 # llama-cpp-python's own defaults (min_p 0.05, repeat_penalty 1.1, top_k 40) are not
@@ -27,7 +37,7 @@ NEUTRAL = {"min_p": 0.0, "repeat_penalty": 1.0}
 DEFAULT_N_CTX = 4096
 
 
-def _gpu_backend() -> str | None:
+def gpu_backend() -> str | None:
     """The GPU backend this llama.cpp build was compiled with, if any."""
     import llama_cpp
 
@@ -69,7 +79,7 @@ class LlamaCppBackend(Backend):
         _check_model_file(path)
         import llama_cpp
 
-        gpu = _gpu_backend()
+        gpu = gpu_backend()
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu else 0  # all layers when the build has a GPU
         self._device = f"{gpu} ({'all' if n_gpu_layers < 0 else n_gpu_layers} layers)" if (
@@ -77,15 +87,17 @@ class LlamaCppBackend(Backend):
         ) else "CPU"
         self.n_ctx = n_ctx or self.options.num_ctx or DEFAULT_N_CTX
         started = time.perf_counter()
-        self._llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=self.n_ctx,
-            n_gpu_layers=n_gpu_layers,
-            flash_attn=flash_attn,
-            n_threads=n_threads,
-            n_batch=n_batch,
-            verbose=False,
-        )
+        llama_log.install()
+        with _llama_errors(path):
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                flash_attn=flash_attn,
+                n_threads=n_threads,
+                n_batch=n_batch,
+                verbose=llama_log.verbose(),
+            )
         self._load_ms: float | None = (time.perf_counter() - started) * 1000
         self._lock = threading.Lock()
         self._llama_cpp = llama_cpp
@@ -93,6 +105,11 @@ class LlamaCppBackend(Backend):
     @property
     def device(self) -> str:
         return self._device
+
+    @property
+    def llama(self):
+        """The llama-cpp-python `Llama` this backend runs (the bench reads its model)."""
+        return self._llm
 
     def close(self) -> None:
         with self._lock:
@@ -152,7 +169,7 @@ class LlamaCppBackend(Backend):
         # the final prompt token, to get fresh logits).
         previous = self._llm.input_ids[: self._llm.n_tokens].tolist()
         cached = min(self._llm.longest_token_prefix(previous, tokens), len(tokens) - 1)
-        llama_cpp, ctx = self._llama_cpp, self._llm._ctx.ctx
+        llama_cpp, ctx = self._llama_cpp, self._llm.ctx
         llama_cpp.llama_perf_context_reset(ctx)
         stream = self._llm.create_completion(
             prompt=tokens,
@@ -192,7 +209,7 @@ class LlamaCppBackend(Backend):
         yield self._last_chunk(tail, finish, len(tokens), cached, ttft_ms)
 
     def _last_chunk(self, tail: str, finish: str, n_prompt: int, cached: int, ttft_ms) -> Chunk:
-        perf = self._llama_cpp.llama_perf_context(self._llm._ctx.ctx)
+        perf = self._llama_cpp.llama_perf_context(self._llm.ctx)
         evaluated = self._llm.n_tokens - n_prompt
         # The last sampled token is never evaluated, except end-of-turn, which is
         # not part of the answer either.
@@ -256,9 +273,114 @@ class StopMatcher:
         return out
 
 
+@contextmanager
+def _llama_errors(path: Path):
+    """llama-cpp-python's bare "Failed to load model" with llama.cpp's own reason."""
+    try:
+        yield
+    except ValueError as error:
+        raise BackendError(
+            f"llama.cpp could not open {path} ({error}). It said:\n{llama_log.recent()}"
+        ) from error
+
+
 def _check_model_file(path: Path) -> None:
     """Refuse a file llama.cpp would crash on, before it opens it."""
     from borealis_local.runtime.gguf_check import check_gguf
 
     check_gguf(path, architectures=("gemma3",))
 
+
+class LlamaCppEmbedder(Embedder):
+    """A GGUF in llama.cpp, mean-pooled. One context: calls are serialised."""
+
+    kind = "llama.cpp"
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 2048, n_threads: int | None = None,
+                 name: str | None = None):
+        from borealis_local.runtime.gguf_check import check_gguf
+
+        path = Path(model_path).expanduser()
+        check_gguf(path, architectures=_EMBEDDING_ARCHITECTURES)
+        super().__init__(name or path.name)
+        import llama_cpp
+
+        llama_log.install()
+        with _llama_errors(path):
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                n_ubatch=n_ctx,  # a text must fit one micro-batch to be pooled whole
+                n_threads=n_threads,
+                verbose=False,
+            )
+        self.n_ctx = n_ctx
+        self._lock = threading.Lock()
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            for text in texts:
+                n = len(self._llm.tokenize(text.encode("utf-8"), add_bos=True))
+                if n > self.n_ctx:
+                    raise InvalidRequestError(
+                        f"a text of {n} tokens does not fit the embedding context of "
+                        f"{self.n_ctx}: split it into smaller chunks or raise n_ctx"
+                    )
+            return self._llm.embed(texts, normalize=False, truncate=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._llm.close()
+
+
+# Embedding GGUFs come in many architectures (bert, nomic-bert, xlm-roberta for
+# bge-m3, gemma3 for embeddinggemma); the header check still catches broken files.
+_EMBEDDING_ARCHITECTURES = (
+    "gemma3", "gemma-embedding", "bert", "nomic-bert", "xlm-roberta", "jina-bert-v2",
+    "qwen3", "llama",
+)  # fmt: skip
+
+
+class LlamaCppRuntime(RuntimeKind):
+    """A .gguf path or a catalog name whose GGUF is on this machine, run in-process."""
+
+    name = "llama.cpp"
+    in_process = True
+
+    def recognise(self, name: str) -> dict[str, Any] | None:
+        if resolve.looks_like_path(name):
+            return {"model_path": Path(name).expanduser()}
+        try:
+            model, quant = parse_name(name)
+        except UnknownModelError:
+            return None
+        return {
+            "model_path": resolve.find_local_gguf(model, quant),
+            "name": f"{model.name}:{quant}",
+            "n_ctx": model.default_num_ctx,
+        }
+
+    def arguments(self, settings: Settings) -> dict[str, Any]:
+        # A catalog name would otherwise bring its own context. No server: no timeout.
+        return {} if settings.num_ctx is None else {"n_ctx": settings.num_ctx}
+
+    def open_backend(self, arguments: dict[str, Any], options: Options | None) -> Backend:
+        return LlamaCppBackend(options=options, **arguments)
+
+    def open_embedder(self, arguments: dict[str, Any]) -> Embedder:
+        return LlamaCppEmbedder(**arguments)
+
+    def context_window(self, arguments: dict[str, Any]) -> int:
+        return arguments.get("n_ctx") or DEFAULT_N_CTX
+
+    def bench_target(self, arguments: dict[str, Any]) -> BenchTarget:
+        from borealis_local.runtime.gguf_check import check_gguf
+
+        info = check_gguf(arguments["model_path"], architectures=("gemma3",))
+        return BenchTarget(path=str(info.path), quant=info.file_type, file_bytes=info.file_size)
+
+
+LLAMA_CPP = LlamaCppRuntime()

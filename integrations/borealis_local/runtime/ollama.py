@@ -1,5 +1,5 @@
 """Ollama, through the official `ollama` client: `Client` for sync streams, `AsyncClient`
-natively for async ones, and `create_model` to install Borealis into Ollama.
+natively for async ones. (`borealis_local.ollama_install` installs Borealis into Ollama.)
 
 Models are named as Ollama names them: `borealis:4b` (made by `borealis create 4b`) or
 `hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M`. Chat goes to /api/chat, where the model's own
@@ -38,8 +38,8 @@ start. We never let that pass unnoticed, in three layers:
    raised here as ContextOverflowError) and `shift: false` (an answer that fills the
    window stops with finish_reason "length"). Ollama reads these request fields since
    late 2025 (api/types.go); older servers ignore them. ollama-python 0.6 has no
-   parameter for them, so the body is built with the client's own ChatRequest /
-   GenerateRequest models and sent through its `_request`.
+   parameter for them: `ollama_wire` sends them, the one module that touches the
+   client's private parts.
 3. After the answer, two checks on what Ollama reports, sound on any server version:
    prompt_eval_count (the prompt tokens the runner kept) reaching num_ctx means the
    runner cut the prompt or left no room to answer; prompt_eval_count below a lower
@@ -64,10 +64,10 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from borealis_local import templates
-from borealis_local.catalog import CHAT_FORMAT, DEFAULT_QUANT, MODELS, SAMPLING, SIZES, Model
+from borealis_local.catalog import CHAT_FORMAT, DEFAULT_NUM_CTX, MODELS, SAMPLING, SIZES
 from borealis_local.errors import (
     BackendError,
     BackendTimeoutError,
@@ -79,8 +79,10 @@ from borealis_local.errors import (
     ServerUnavailableError,
     StreamInterruptedError,
 )
-from borealis_local.modelfile import license_text
+from borealis_local.runtime import ollama_wire
 from borealis_local.runtime.base import Backend, Chunk, Options, Request, Timings, Usage
+from borealis_local.runtime.embeddings import Embedder
+from borealis_local.runtime.kind import BenchTarget, RuntimeKind, Settings
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 # Ollama's num_ctx when neither the request nor the model sets one (FACTS.md).
@@ -93,6 +95,11 @@ START_HINT = "start it with `ollama serve`, or set OLLAMA_HOST"
 _INPUT_TOO_LONG = "exceeds the context length"
 
 TokenCounter = Callable[[str], int]
+
+
+def ollama_host(host: str | None = None) -> str:
+    """The Ollama server to use: `host`, else $OLLAMA_HOST, else Ollama's default."""
+    return host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
 
 
 class OllamaBackend(Backend):
@@ -113,7 +120,7 @@ class OllamaBackend(Backend):
         super().__init__(model, options)
         import ollama
 
-        self.host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+        self.host = ollama_host(host)
         self.keep_alive = keep_alive
         self.timeout = timeout
         # httpx applies the timeout to the connect and to every read: nothing hangs.
@@ -125,6 +132,17 @@ class OllamaBackend(Backend):
     def close(self) -> None:
         self._client.close()
 
+    def loaded_models(self) -> list:
+        """Ollama's /api/ps: the models it holds in memory, with size and size_vram."""
+        with self._errors():
+            return list(self._client.ps().models)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Ollama's /api/embed for this model, one vector per text (as Ollama gives it)."""
+        with self._errors():
+            response = self._client.embed(model=self.model, input=texts)
+        return [list(vector) for vector in response.embeddings]
+
     # -- streaming -------------------------------------------------------------------
 
     def _stream(self, request: Request) -> Iterator[Chunk]:
@@ -135,9 +153,7 @@ class OllamaBackend(Backend):
         self._warn_if_uncounted(budget)
         call = self._call(request, self._info, budget)
         reader = _Reader(request, budget, self.host)
-        parts = self._client._request(
-            call.response_type, "POST", call.path, json=call.body, stream=True
-        )
+        parts = ollama_wire.stream(self._client, call)
         try:
             with self._errors(budget):
                 for part in parts:
@@ -167,9 +183,7 @@ class OllamaBackend(Backend):
         self._warn_if_uncounted(budget)
         call = self._call(request, self._info, budget)
         reader = _Reader(request, budget, self.host)
-        parts = await client._request(
-            call.response_type, "POST", call.path, json=call.body, stream=True
-        )
+        parts = await ollama_wire.astream(client, call)
         try:
             with self._errors(budget):
                 async for part in parts:
@@ -220,11 +234,8 @@ class OllamaBackend(Backend):
                 stacklevel=3,
             )
 
-    def _call(self, request: Request, info: _ModelInfo, budget: _Budget) -> _Call:
-        """The request body: the client's own request models, plus truncate/shift (layer 2)."""
-        import ollama
-        from ollama._types import ChatRequest, GenerateRequest
-
+    def _call(self, request: Request, info: _ModelInfo, budget: _Budget) -> ollama_wire.Call:
+        """The request, with truncate/shift (layer 2; ollama_wire says how it is sent)."""
         fields = dict(
             model=self.model,
             stream=True,
@@ -233,14 +244,11 @@ class OllamaBackend(Backend):
             keep_alive=self.keep_alive,
         )
         if request.messages is not None:
-            body = ChatRequest(messages=request.messages, **fields)
-            path, response_type = "/api/chat", ollama.ChatResponse
+            call = ollama_wire.chat_call(request.messages, **fields)
         else:
-            body = GenerateRequest(prompt=request.prompt, raw=True, **fields)
-            path, response_type = "/api/generate", ollama.GenerateResponse
-        payload = body.model_dump(exclude_none=True)
-        payload.update(truncate=False, shift=False)
-        return _Call(path, response_type, payload)
+            call = ollama_wire.generate_call(request.prompt, raw=True, **fields)
+        call.body.update(truncate=False, shift=False)
+        return call
 
     @contextmanager
     def _errors(self, budget: _Budget | None = None):
@@ -250,7 +258,7 @@ class OllamaBackend(Backend):
         except BorealisError:
             raise
         except Exception as error:
-            translated = _translate(error, self.host, self.model, self.timeout, budget)
+            translated = translate_error(error, self.host, self.model, self.timeout, budget)
             if translated is None:
                 raise
             raise translated from error
@@ -292,12 +300,6 @@ class _Budget:
     n_ctx: int
     counted: int | None  # the prompt's exact tokens, when a tokenizer was at hand
     minimum: int  # a lower bound of the prompt's tokens, always sound
-
-
-class _Call(NamedTuple):
-    path: str
-    response_type: type
-    body: dict
 
 
 def _prompt_text(request: Request) -> str:
@@ -375,6 +377,9 @@ def gguf_token_counter(path: str | os.PathLike) -> TokenCounter:
 def _load_counter(path: str) -> TokenCounter:
     import llama_cpp
 
+    from borealis_local.runtime import llama_log
+
+    llama_log.install()
     try:
         vocab = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
     except ValueError as error:
@@ -488,7 +493,7 @@ def _ms(ns: int | None) -> float | None:
 # -- errors --------------------------------------------------------------------------------
 
 
-def _translate(error, host, model, timeout, budget=None) -> BorealisError | None:
+def translate_error(error, host, model, timeout, budget=None) -> BorealisError | None:
     """Our error for one the client or httpx raised, or None when it is not theirs."""
     import httpx
     import ollama
@@ -543,123 +548,65 @@ def install_hint(tag: str) -> str:
     )
 
 
-# -- installing Borealis into Ollama ----------------------------------------------------
+# -- the registry's entry ------------------------------------------------------------------
 
 
-class CreateProgress(NamedTuple):
-    """One step of `create_model`, for a progress display."""
+class OllamaEmbedder(Embedder):
+    """Ollama's /api/embed, with the chat backend's connection and error handling."""
 
-    status: str
-    completed: int | None = None
-    total: int | None = None
+    kind = "ollama"
 
+    def __init__(self, model: str, **backend_kwargs: Any):
+        super().__init__(model)
+        self._backend = OllamaBackend(model, **backend_kwargs)
 
-def create_model(
-    model: Model,
-    *,
-    quant: str = DEFAULT_QUANT,
-    from_path: str | os.PathLike | None = None,
-    tag: str | None = None,
-    num_ctx: int | None = None,
-    host: str | None = None,
-    timeout: float | None = 600.0,
-) -> Iterator[CreateProgress]:
-    """Install a Borealis model into Ollama as `tag` (default `model.ollama_tag`),
-    yielding progress.
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return self._backend.embed(texts)
 
-    The model gets our Go chat template, the catalog's parameters (stop <end_of_turn>,
-    SAMPLING, num_ctx = `model.default_num_ctx` unless given) and its licence. Its
-    weights come from a local GGUF (`from_path`: checked, then uploaded as a blob; the
-    client hashes the whole file first, which takes a while for large ones) or from the
-    hub (`model.hub_reference(quant)`, which Ollama pulls).
-    """
-    import ollama
-
-    host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
-    tag = tag or model.ollama_tag
-    path = Path(from_path) if from_path is not None else None
-    if path is not None:
-        _check_gguf(path, model)
-    client = ollama.Client(host=host, timeout=timeout)
-    try:
-        with _create_errors(host, tag, model, from_hub=path is None, timeout=timeout):
-            client.list()  # fail fast, before hashing a file of gigabytes
-            if path is not None:
-                size = path.stat().st_size
-                yield CreateProgress(f"uploading {path.name}", 0, size)
-                digest = client.create_blob(path)
-                yield CreateProgress(f"uploaded {path.name} as {digest}", size, size)
-                source: dict[str, Any] = {"files": {path.name: digest}}
-            else:
-                source = {"from_": model.hub_reference(quant)}
-            parts = client.create(
-                tag,
-                template=templates.ollama_template(),
-                license=license_text(model),
-                parameters=_model_parameters(model, num_ctx),
-                stream=True,
-                **source,
-            )
-            for part in parts:
-                yield CreateProgress(part.status or "", part.completed, part.total)
-    finally:
-        client.close()
+    def close(self) -> None:
+        self._backend.close()
 
 
-def _model_parameters(model: Model, num_ctx: int | None) -> dict[str, Any]:
-    return {
-        "stop": [CHAT_FORMAT.end_of_turn],
-        "temperature": SAMPLING.temperature,
-        "top_k": SAMPLING.top_k,
-        "top_p": SAMPLING.top_p,
-        "num_ctx": num_ctx or model.default_num_ctx,
-    }
+class OllamaRuntime(RuntimeKind):
+    """`ollama:NAME`, and any name no other kind takes (`borealis:4b`, `bge-m3`)."""
+
+    name = "ollama"
+    in_process = False
+
+    def recognise(self, name: str) -> dict[str, Any] | None:
+        return {"model": name.removeprefix("ollama:")}
+
+    def arguments(self, settings: Settings) -> dict[str, Any]:
+        given = {"timeout": settings.timeout, "host": settings.host}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def open_backend(self, arguments: dict[str, Any], options: Options | None) -> Backend:
+        return OllamaBackend(options=options, **arguments)
+
+    def open_embedder(self, arguments: dict[str, Any]) -> Embedder:
+        return OllamaEmbedder(**arguments)
+
+    def context_window(self, arguments: dict[str, Any]) -> int:
+        """Our Modelfiles' num_ctx for a Borealis tag, else Ollama's own default."""
+        tag = arguments["model"].removesuffix(":latest")
+        model = next((m for m in MODELS if m.ollama_tag == tag), None)
+        return DEFAULT_NUM_CTX[model.size] if model is not None else OLLAMA_DEFAULT_NUM_CTX
+
+    def bench_target(self, arguments: dict[str, Any]) -> BenchTarget:
+        return BenchTarget(server_model=arguments["model"])
+
+    def bench_arguments(self, request_timeout: float) -> dict[str, Any]:
+        return {"timeout": request_timeout}
+
+    def server_memory(self, backend: Backend) -> dict[str, Any]:
+        """The loaded model's size and the part of it in VRAM (/api/ps)."""
+        try:
+            for entry in backend.loaded_models():
+                if backend.model in (entry.model, entry.name):
+                    return {"server_model_bytes": entry.size, "server_vram_bytes": entry.size_vram}
+        except BorealisError:  # ps is informative only; the rates stand without it
+            return {}
+        return {}
 
 
-def _check_gguf(path: Path, model: Model) -> None:
-    """The full checker when this install has it, else the magic bytes."""
-    try:
-        from borealis_local.runtime.gguf_check import check_gguf
-    except ImportError:
-        _check_gguf_magic(path, model)
-    else:
-        check_gguf(path)
-
-
-def _check_gguf_magic(path: Path, model: Model) -> None:
-    if not path.is_file():
-        raise InvalidModelFileError(f"{path} is not a file: give the path of a Borealis GGUF")
-    with path.open("rb") as file:
-        head = file.read(4)
-    if head != b"GGUF":
-        raise InvalidModelFileError(
-            f"{path} is not a GGUF file (it starts with {head!r}, not b'GGUF'): give a "
-            f"{model.name} .gguf file, e.g. {model.gguf_filename()} from {model.gguf_repo}"
-        )
-
-
-@contextmanager
-def _create_errors(host: str, tag: str, model: Model, *, from_hub: bool, timeout):
-    import ollama
-
-    try:
-        yield
-    except ollama.ResponseError as error:
-        message = error.error
-        if "GGUF" in message:
-            raise InvalidModelFileError(f"Ollama refused the file: {message}") from error
-        hint = ""
-        if from_hub and model.gated:
-            hint = (
-                f". The hub repo is gated: accept the licence at https://huggingface.co/"
-                f"{model.gguf_repo} and add your Ollama key (~/.ollama/id_ed25519.pub) to "
-                "your Hugging Face account, or download the GGUF and use --from FILE"
-            )
-        raise BackendError(f"Ollama at {host} could not create {tag}: {message}{hint}") from error
-    except BorealisError:
-        raise
-    except Exception as error:
-        translated = _translate(error, host, tag, timeout)
-        if translated is None:
-            raise
-        raise translated from error
+OLLAMA = OllamaRuntime()

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from borealis_local.catalog import SAMPLING
+from borealis_local.catalog import DEFAULT_NUM_CTX, SAMPLING, parse_name
 from borealis_local.errors import (
     BackendError,
     BackendTimeoutError,
@@ -49,8 +49,11 @@ from borealis_local.errors import (
     ModelNotFoundError,
     ServerUnavailableError,
     StreamInterruptedError,
+    UnknownModelError,
 )
 from borealis_local.runtime.base import Backend, Chunk, Options, Request, Timings, Usage
+from borealis_local.runtime.embeddings import Embedder
+from borealis_local.runtime.kind import BenchTarget, RuntimeKind, Settings
 
 # Local servers take any key; the client library insists on one.
 PLACEHOLDER_API_KEY = "no-key-needed"
@@ -108,6 +111,12 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         self._client.close()
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """/v1/embeddings for this model, one vector per text, in the texts' order."""
+        with self._translated(started=False):
+            response = self._client.embeddings.create(model=self.model, input=texts)
+        return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
     def _async_client(self):
         """An AsyncOpenAI for the running loop: its connections belong to one loop."""
@@ -406,3 +415,73 @@ def _context_overflow(body: Any, message: str) -> tuple[int, int] | None:
     if match and int(match.group(2)) >= int(match.group(1)):  # else: max_tokens too large
         return int(match.group(2)), int(match.group(1))
     return None
+
+
+# -- the registry's entry ------------------------------------------------------------------
+
+
+class OpenAIEmbedder(Embedder):
+    """/v1/embeddings, with the chat backend's connection and error handling."""
+
+    kind = "openai"
+
+    def __init__(self, model: str, base_url: str, **backend_kwargs: Any):
+        super().__init__(model)
+        self._backend = OpenAIBackend(model, base_url, **backend_kwargs)
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return self._backend.embed(texts)
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+class OpenAIRuntime(RuntimeKind):
+    """`openai:MODEL@BASE_URL`: any OpenAI-compatible server."""
+
+    name = "openai"
+    in_process = False
+
+    def recognise(self, name: str) -> dict[str, Any] | None:
+        if not name.startswith("openai:"):
+            return None
+        model, at, base_url = name.removeprefix("openai:").partition("@")
+        if not (model and at and base_url.startswith(("http://", "https://"))):
+            raise InvalidRequestError(
+                f"{name!r}: write an OpenAI-compatible server as openai:MODEL@BASE_URL, "
+                "e.g. openai:borealis-4b@http://127.0.0.1:8080/v1"
+            )
+        return {"model": model, "base_url": base_url}
+
+    def arguments(self, settings: Settings) -> dict[str, Any]:
+        # The registry's RetryPolicy retries, once: the client's own retries stay off.
+        arguments: dict[str, Any] = {"max_retries": 0}
+        if settings.timeout is not None:
+            arguments["timeout"] = settings.timeout
+        if settings.api_key is not None:
+            arguments["api_key"] = settings.api_key
+        return arguments
+
+    def open_backend(self, arguments: dict[str, Any], options: Options | None) -> Backend:
+        return OpenAIBackend(options=options, **arguments)
+
+    def open_embedder(self, arguments: dict[str, Any]) -> Embedder:
+        return OpenAIEmbedder(**arguments)
+
+    def context_window(self, arguments: dict[str, Any]) -> int | None:
+        """Our llama-server presets' context for a catalog model name; else unknown
+        without asking the server."""
+        try:
+            model, _ = parse_name(arguments["model"])
+        except UnknownModelError:
+            return None
+        return DEFAULT_NUM_CTX[model.size]
+
+    def bench_target(self, arguments: dict[str, Any]) -> BenchTarget:
+        return BenchTarget(server_model=arguments["model"], base_url=arguments["base_url"])
+
+    def bench_arguments(self, request_timeout: float) -> dict[str, Any]:
+        return {"timeout": request_timeout}
+
+
+OPENAI = OpenAIRuntime()

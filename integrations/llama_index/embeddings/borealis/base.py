@@ -1,7 +1,7 @@
 """Local embeddings for LlamaIndex (`VectorStoreIndex`) over borealis-local's runtime.
 
 `model_name` is named as the runtime layer names embedders
-(`borealis_local.runtime.embeddings.open_embedder`): a `.gguf` path (llama.cpp, mean
+(`borealis_local.runtime.registry.open_embedder`): a `.gguf` path (llama.cpp, mean
 pooling), an Ollama tag such as `bge-m3`, or `openai:MODEL@BASE_URL`. Vectors come back
 L2-normalised. Opened embedders are shared across instances, as the LLM's runtimes are.
 """
@@ -13,8 +13,8 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field
 
-from borealis_local.runtime.embeddings import Embedder, open_embedder
-from llama_index.llms.borealis.base import SHARED_MODELS, shared_key
+from borealis_local.runtime import registry
+from borealis_local.runtime.embeddings import Embedder
 
 
 class BorealisEmbedding(BaseEmbedding):
@@ -48,8 +48,7 @@ class BorealisEmbedding(BaseEmbedding):
         return "BorealisEmbedding"
 
     def _embedder(self) -> Embedder:
-        key = shared_key("embedding", self.model_name, self.backend_kwargs)
-        return SHARED_MODELS.get(key, lambda: open_embedder(self.model_name, **self.backend_kwargs))
+        return registry.shared_embedder(self.model_name, **self.backend_kwargs)
 
     def _queries(self, query: str) -> list[str]:
         return [(self.query_instruction or "") + query]

@@ -19,16 +19,17 @@ Choices, following LlamaIndex's conventions for chat models:
 - Structured prediction constrains decoding to the output class's JSON schema (the
   runtime's `json_schema` option: a llama.cpp grammar, Ollama's `format`, an
   OpenAI-compatible `response_format`) and parses with LlamaIndex's own program.
-- Opened runtimes are shared by every `Borealis` with the same model and runtime
-  arguments: a llama.cpp model is opened once per process, however many instances
-  LlamaIndex copies. `close_shared_models()` releases them.
+- Opened runtimes are shared by every `Borealis` (and `ChatBorealis`) with the same
+  model and runtime arguments: a llama.cpp model is opened once per process, however
+  many instances LlamaIndex copies. `close_shared_models()` releases them.
+- A call that fails because a server is down or slow is retried `max_retries` times,
+  before any text arrived (the runtime registry's one retry policy).
 """
 
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -50,52 +51,16 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 from llama_index.core.types import PydanticProgramMode
 
-from borealis_local.catalog import DEFAULT_NUM_CTX, MODELS, Model, parse_name
-from borealis_local.errors import InvalidRequestError, UnknownModelError
+from borealis_local.errors import InvalidRequestError
+from borealis_local.runtime import registry
 from borealis_local.runtime.base import Backend, Chunk, Completion, Options, Timings, Usage
-from borealis_local.runtime.resolve import describe, open_backend
-
-# -- runtimes shared across instances --------------------------------------------------
-
-
-class SharedModels:
-    """Opened runtimes, one per (kind, name, arguments), for the whole process.
-
-    LlamaIndex copies LLMs and embedders freely (Settings, engines, `model_copy`); a
-    llama.cpp model takes seconds and gigabytes to open, so every copy uses one.
-    """
-
-    def __init__(self) -> None:
-        self._opened: dict[tuple, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, open_model: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key not in self._opened:
-                self._opened[key] = open_model()
-            return self._opened[key]
-
-    def close_all(self) -> None:
-        with self._lock:
-            opened, self._opened = list(self._opened.values()), {}
-        for model in opened:
-            model.close()
-
-
-SHARED_MODELS = SharedModels()
-
-
-def shared_key(kind: str, name: str, arguments: dict[str, Any]) -> tuple:
-    # repr: arguments may be paths or callables, which need not hash alike.
-    return (kind, name, tuple(sorted((k, repr(v)) for k, v in arguments.items())))
+from borealis_local.runtime.kind import RuntimeKind, Settings
 
 
 def close_shared_models() -> None:
-    """Close every runtime the Borealis LLMs and embeddings opened in this process.
-
-    Instances stay usable: their next call opens the model again.
-    """
-    SHARED_MODELS.close_all()
+    """Close every runtime the Borealis LLMs and embeddings (and LangChain's) opened in
+    this process. Instances stay usable: their next call opens the model again."""
+    registry.SHARED.close()
 
 
 # -- the LLM -------------------------------------------------------------------------
@@ -139,15 +104,17 @@ class Borealis(LLM):
         description="Arguments for the runtime: n_threads, n_gpu_layers (llama.cpp), "
         "host (Ollama), api_key (OpenAI-compatible), …",
     )
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Times to retry a call that failed because the server was down or "
+        "timed out, before any text arrived.",
+    )
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         _describe(self.model)  # a bad name fails here, not in the middle of a query
         self._options({})  # so do bad options
-
-    @property
-    def _kind(self) -> str:
-        return _describe(self.model)[0]
 
     @classmethod
     def class_name(cls) -> str:
@@ -168,26 +135,28 @@ class Borealis(LLM):
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        completion = self._backend().chat(_messages(messages), **self._options(kwargs))
+        backend, options = self._backend(), self._options(kwargs)
+        completion = self._retry.call(lambda: backend.chat(_messages(messages), **options))
         return _chat_response(completion.text, None, _raw(completion))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        backend = self._backend()
-        chunks = backend.stream_chat(_messages(messages), **self._options(kwargs))
+        backend, options = self._backend(), self._options(kwargs)
+        chunks = self._retry.stream(lambda: backend.stream_chat(_messages(messages), **options))
         return _chat_stream(chunks, backend)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        completion = await self._backend().achat(_messages(messages), **self._options(kwargs))
+        backend, options = self._backend(), self._options(kwargs)
+        completion = await self._retry.acall(lambda: backend.achat(_messages(messages), **options))
         return _chat_response(completion.text, None, _raw(completion))
 
     @llm_chat_callback()
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
-        backend = self._backend()
-        chunks = backend.astream_chat(_messages(messages), **self._options(kwargs))
+        backend, options = self._backend(), self._options(kwargs)
+        chunks = self._retry.astream(lambda: backend.astream_chat(_messages(messages), **options))
         return _achat_stream(chunks, backend)
 
     # -- completion: one user turn, or raw text when `formatted` -----------------------
@@ -195,7 +164,8 @@ class Borealis(LLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         method, argument = _completion_call(prompt, formatted)
-        completion = getattr(self._backend(), method)(argument, **self._options(kwargs))
+        call, options = getattr(self._backend(), method), self._options(kwargs)
+        completion = self._retry.call(lambda: call(argument, **options))
         return CompletionResponse(text=completion.text, raw=_raw(completion))
 
     @llm_completion_callback()
@@ -203,8 +173,9 @@ class Borealis(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         method, argument = _completion_call(prompt, formatted)
-        backend = self._backend()
-        chunks = getattr(backend, f"stream_{method}")(argument, **self._options(kwargs))
+        backend, options = self._backend(), self._options(kwargs)
+        stream = getattr(backend, f"stream_{method}")
+        chunks = self._retry.stream(lambda: stream(argument, **options))
         return _completion_stream(chunks, backend)
 
     @llm_completion_callback()
@@ -212,7 +183,8 @@ class Borealis(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
         method, argument = _completion_call(prompt, formatted)
-        completion = await getattr(self._backend(), f"a{method}")(argument, **self._options(kwargs))
+        call, options = getattr(self._backend(), f"a{method}"), self._options(kwargs)
+        completion = await self._retry.acall(lambda: call(argument, **options))
         return CompletionResponse(text=completion.text, raw=_raw(completion))
 
     @llm_completion_callback()
@@ -220,8 +192,9 @@ class Borealis(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         method, argument = _completion_call(prompt, formatted)
-        backend = self._backend()
-        chunks = getattr(backend, f"astream_{method}")(argument, **self._options(kwargs))
+        backend, options = self._backend(), self._options(kwargs)
+        stream = getattr(backend, f"astream_{method}")
+        chunks = self._retry.astream(lambda: stream(argument, **options))
         return _acompletion_stream(chunks, backend)
 
     # -- structured prediction: decoding held to the output class's schema ------------
@@ -252,18 +225,14 @@ class Borealis(LLM):
 
     # -- the runtime -------------------------------------------------------------------
 
-    def _backend(self) -> Backend:
-        arguments = self._open_arguments()
-        key = shared_key("llm", self.model, arguments)
-        return SHARED_MODELS.get(key, lambda: open_backend(self.model, **arguments))
+    @property
+    def _retry(self) -> registry.RetryPolicy:
+        return registry.RetryPolicy(self.max_retries)
 
-    def _open_arguments(self) -> dict[str, Any]:
-        arguments = dict(self.backend_kwargs)
-        if self._kind == "llama.cpp" and self.context_window is not None:
-            arguments.setdefault("n_ctx", self.context_window)
-        if self._kind != "llama.cpp" and self.request_timeout is not None:
-            arguments.setdefault("timeout", self.request_timeout)
-        return arguments
+    def _backend(self) -> Backend:
+        """The runtime with this LLM's settings (backend_kwargs win), shared per process."""
+        settings = Settings(timeout=self.request_timeout, num_ctx=self.context_window)
+        return registry.shared_backend(self.model, settings, self.backend_kwargs)
 
     def _options(self, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         """Runtime options for one call: this LLM's, then the call's (checked here)."""
@@ -281,39 +250,16 @@ class Borealis(LLM):
         if self.context_window is not None:
             return self.context_window
         kind, described = _describe(self.model)
-        arguments = {**described, **self.backend_kwargs}
-        if "n_ctx" in arguments:  # llama.cpp: what it opens the model with
-            return arguments["n_ctx"]
-        if kind == "llama.cpp":
-            from borealis_local.runtime.llama_cpp import DEFAULT_N_CTX
-
-            return DEFAULT_N_CTX
-        catalog_model = _catalog_model(kind, arguments["model"])
-        if catalog_model is not None:  # our Modelfiles and llama-server presets set it
-            return DEFAULT_NUM_CTX[catalog_model.size]
-        if kind == "ollama":
-            from borealis_local.runtime.ollama import OLLAMA_DEFAULT_NUM_CTX
-
-            return OLLAMA_DEFAULT_NUM_CTX
-        return DEFAULT_CONTEXT_WINDOW  # a server we cannot ask without a network call
+        window = kind.context_window({**described, **self.backend_kwargs})
+        return window or DEFAULT_CONTEXT_WINDOW  # a server we cannot ask without a call
 
 
 @functools.lru_cache(maxsize=64)
-def _describe(name: str) -> tuple[str, Mapping[str, Any]]:
+def _describe(name: str) -> tuple[RuntimeKind, Mapping[str, Any]]:
     """Which runtime a name means and its arguments (memoised: metadata is read often;
     a catalog name looks for its GGUF on disk)."""
-    kind, arguments = describe(name)
+    kind, arguments = registry.describe(name)
     return kind, MappingProxyType(arguments)
-
-
-def _catalog_model(kind: str, name: str) -> Model | None:
-    """The catalog model an Ollama tag or a server's model name stands for, if any."""
-    if kind == "ollama":
-        return next((m for m in MODELS if m.ollama_tag == name.removesuffix(":latest")), None)
-    try:
-        return parse_name(name)[0]
-    except UnknownModelError:
-        return None
 
 
 # -- translating types ----------------------------------------------------------------
