@@ -25,6 +25,7 @@ from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
 
 from borealis_local import hub as hub_module
 from borealis_local.catalog import NB_LICENSE, get_model
+from borealis_local.hub import verification
 
 OPEN = get_model("270m", "open")
 FULL = get_model("270m", "full")
@@ -283,8 +284,8 @@ def test_a_second_verify_does_not_read_the_file_again(tmp_path, monkeypatch, wei
     path = tmp_path / OPEN_FILE
     path.write_bytes(weights)
     reads = []
-    real_sha256 = hub_module._sha256
-    monkeypatch.setattr(hub_module, "_sha256", lambda p: reads.append(p) or real_sha256(p))
+    real_sha256 = verification.file_sha256
+    monkeypatch.setattr(verification, "file_sha256", lambda p: reads.append(p) or real_sha256(p))
     digest = sha256_of(weights)
 
     first = hub_module.verify(path, sha256=digest)

@@ -6,20 +6,10 @@ from pathlib import Path
 
 from borealis_local.catalog import CHAT_FORMAT, DEFAULT_QUANT, SAMPLING, Model
 from borealis_local.errors import BorealisError
+from borealis_local.licences import license_text
 from borealis_local.templates import GENERATED_NOTE, ollama_template
 
 GiB = 1024**3
-
-
-def license_text(model: Model) -> str:
-    """The LICENSE block: name, URL and use restrictions as published, nothing invented."""
-    lic = model.license
-    lines = [lic.name, lic.url, "", lic.summary]
-    if lic.restrictions:
-        lines += ["", "Use restrictions:"]
-        lines += [f"{i}. {text}" for i, text in enumerate(lic.restrictions, 1)]
-    lines += ["", f"The licence itself is at {lic.url}; this summary does not replace it."]
-    return "\n".join(lines)
 
 
 def _triple_quoted(text: str, what: str) -> str:

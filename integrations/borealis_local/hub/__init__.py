@@ -1,0 +1,65 @@
+"""Getting the weights: pull a Borealis GGUF from the Hugging Face hub, verify it, and
+see what is on this machine.
+
+One job per module, each importing only those above it in this list:
+
+- `state`: the small JSON files kept between runs in `paths.state_dir()`.
+- `hf_internals`: the huggingface_hub helpers it does not export (pinned, and why).
+- `licences`: a licence with use restrictions is accepted once before a download
+  (its text is `borealis_local.licences`).
+- `remote`: what the hub publishes about a GGUF (size, SHA-256, sibling files), and the
+  hub's errors as ours, each saying what to do.
+- `record`: the record of verified files, so an unchanged file is not hashed again.
+- `verification`: `verify`, a local GGUF's hash, header and signature.
+- `download`: `pull`, a resumable download into the hub's cache or a folder.
+- `inventory`: the Borealis files on this machine and in Ollama, and llama-server's
+  preset for a pulled file.
+
+Import from here (`from borealis_local import hub`); the modules are the layout.
+"""
+
+from borealis_local.errors import (
+    ChecksumMismatchError,
+    DownloadInterruptedError,
+    HubError,
+    HubUnreachableError,
+    LicenseNotAcceptedError,
+)
+from borealis_local.hub.download import Pulled, pull
+from borealis_local.hub.inventory import LocalFile, llama_server_preset, local_files, ollama_models
+from borealis_local.hub.licences import accept_license, license_accepted, require_license
+from borealis_local.hub.record import recorded_state
+from borealis_local.hub.remote import RemoteFile, remote_file
+from borealis_local.hub.verification import Verification, catalog_file, verify
+from borealis_local.licences import license_prompt
+from borealis_local.paths import state_dir
+
+# cli.py asks with `hub.license_text`: that is the prompt (license_prompt), not the
+# Modelfile's LICENSE block, which is borealis_local.licences.license_text.
+license_text = license_prompt
+
+__all__ = [
+    "ChecksumMismatchError",
+    "DownloadInterruptedError",
+    "HubError",
+    "HubUnreachableError",
+    "LicenseNotAcceptedError",
+    "LocalFile",
+    "Pulled",
+    "RemoteFile",
+    "Verification",
+    "accept_license",
+    "catalog_file",
+    "license_accepted",
+    "license_prompt",
+    "license_text",
+    "llama_server_preset",
+    "local_files",
+    "ollama_models",
+    "pull",
+    "recorded_state",
+    "remote_file",
+    "require_license",
+    "state_dir",
+    "verify",
+]

@@ -1,0 +1,263 @@
+"""Verifying a local GGUF: its SHA-256 against a published one, its header against the
+catalog, and the repo's signature.
+
+A file's SHA-256 is compared with the hub's LFS metadata for that file at the revision
+it came from (`HfApi.model_info(files_metadata=True)`), or with a hash the user gives;
+offline, with the published hash recorded when the hub was last asked. The result goes
+into the record of verified files (`record`), so the next verify of an unchanged file
+does not read it again. The GGUF header is checked too (`runtime.gguf_check`:
+architecture, completeness; the quant the file name states; the layer count and, where
+the catalog knows it, the size). Signatures: a repo file ending in .sig / .sigstore /
+.sigstore.json is reported, never trusted unchecked; a repo without one is "unsigned".
+Nothing here says "verified" unless the hash matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from borealis_local.catalog import KNOWN_FILE_SIZES, Model, parse_name
+from borealis_local.errors import (
+    HubUnreachableError,
+    InvalidModelFileError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    UnknownModelError,
+)
+from borealis_local.hub import record
+from borealis_local.hub.remote import RemoteFile, remote_file
+
+SIGNING_NOT_INSTALLED = "model-signing is not installed (pip install model-signing)"
+_HASH_CHUNK = 16 * 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+HashStatus = Literal["match", "mismatch", "unknown"]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What is known about one local GGUF: its hash against a published one, its
+    header against the catalog, and the repo's signature."""
+
+    path: Path
+    size: int
+    sha256: str
+    expected_sha256: str | None
+    expected_source: str
+    """Where the expected hash came from, or why there is none."""
+    rehashed: bool
+    """False when the hash came from the record of verified files (nothing was read)."""
+    header: str | None
+    """The header in one line, when it parsed."""
+    problems: tuple[str, ...] = ()
+    """Header, size and quant problems."""
+    signature: str = "not checked"
+    model: str | None = None
+    """`borealis-4b:Q4_K_M` when the file name is a catalog name."""
+
+    @property
+    def hash_status(self) -> HashStatus:
+        if self.expected_sha256 is None:
+            return "unknown"
+        return "match" if self.sha256 == self.expected_sha256 else "mismatch"
+
+    @property
+    def verified(self) -> bool:
+        return self.hash_status == "match" and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "model": self.model, "size": self.size,
+            "verified": self.verified, "sha256": self.sha256,
+            "expected_sha256": self.expected_sha256, "expected_source": self.expected_source,
+            "hash": self.hash_status, "rehashed": self.rehashed, "header": self.header,
+            "problems": list(self.problems), "signature": self.signature,
+        }  # fmt: skip
+
+
+def verify(
+    target: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    rehash: bool = False,
+    token: str | None = None,
+) -> Verification:
+    """Verify a local GGUF, named by path or catalog name (`borealis-4b:Q8_0`).
+
+    Against `sha256` when given (no request is made); else against the hub's LFS
+    metadata for a catalog file, at the revision it was downloaded from; offline,
+    against the hash recorded when the hub was last asked.
+    """
+    path, model, quant = _resolve_target(target)
+    expected = _hex_sha256(sha256) if sha256 else None
+    remote = None
+    if expected is None and model is not None:
+        try:
+            remote = remote_file(model, quant, revision=_snapshot_revision(path), token=token)
+        except HubUnreachableError:
+            remote = None  # the record may still know the published hash
+    return verify_path(path, model, quant, remote=remote, given=expected, rehash=rehash)
+
+
+def catalog_file(filename: str) -> tuple[Model, str] | None:
+    """(model, quant) when `filename` is a catalog GGUF name, e.g. borealis-4b-Q8_0.gguf."""
+    stem, _, quant = filename.removesuffix(".gguf").rpartition("-")
+    try:
+        model, quant = parse_name(f"{stem}:{quant}")
+    except UnknownModelError:
+        return None
+    return (model, quant) if model.gguf_filename(quant) == filename else None
+
+
+def _resolve_target(target: str | os.PathLike) -> tuple[Path, Model | None, str | None]:
+    from borealis_local.runtime.resolve import find_local_gguf
+
+    text = os.fspath(target)
+    path = Path(text).expanduser()
+    if path.exists() or text.endswith(".gguf") or os.sep in text:
+        if not path.is_file():
+            raise InvalidModelFileError(f"no such file: {path} (give a .gguf path or a name "
+                                        "such as borealis-4b:Q8_0)")
+        model, quant = catalog_file(path.name) or (None, None)
+        return path, model, quant
+    model, quant = parse_name(text)
+    try:
+        return find_local_gguf(model, quant), model, quant
+    except ModelNotFoundError:
+        raise ModelNotFoundError(
+            f"{model.name}:{quant} is not on this machine (not in the Hugging Face cache nor "
+            f"$BOREALIS_MODELS): `{model.pull_command(quant)}` downloads and verifies it"
+        ) from None
+
+
+def _hex_sha256(text: str) -> str:
+    digest = text.strip().lower().removeprefix("sha256:")
+    if not _SHA256.match(digest):
+        raise InvalidRequestError(
+            f"{text!r} is not a SHA-256: give its 64 hexadecimal digits (the hub shows them "
+            "on the file's page)"
+        )
+    return digest
+
+
+def _snapshot_revision(path: Path) -> str | None:
+    """The commit a cached file was downloaded at (…/snapshots/COMMIT/file)."""
+    parent = path.parent
+    if parent.parent.name == "snapshots" and _COMMIT.match(parent.name):
+        return parent.name
+    return None
+
+
+def verify_path(
+    path: Path, model: Model | None, quant: str | None, *,
+    remote: RemoteFile | None = None, given: str | None = None, rehash: bool = False,
+) -> Verification:
+    """Verify `path` against `given`, else `remote`, else the record; record the result."""
+    size = path.stat().st_size
+    header, problems = _check_header(path, model, quant, size, remote)
+    stored = record.stored(path)
+    unchanged = not rehash and record.unchanged(stored, path)
+    actual = stored["sha256"] if unchanged else file_sha256(path)
+    expected, source, fresh = _expected_hash(given, remote, stored, model)
+    if fresh:
+        record.remember(path, actual, expected, source)
+    elif not unchanged:  # a new hash; the published one recorded earlier still holds
+        record.remember(path, actual, *(record.published(stored) if stored else (None, None)))
+    return Verification(
+        path=path, size=size, sha256=actual, expected_sha256=expected,
+        expected_source=source, rehashed=not unchanged, header=header,
+        problems=tuple(problems), signature=_signature_status(remote, given),
+        model=f"{model.name}:{quant}" if model else None,
+    )  # fmt: skip
+
+
+def _expected_hash(
+    given: str | None, remote: RemoteFile | None, stored: dict | None, model: Model | None
+) -> tuple[str | None, str, bool]:
+    """(expected hash, where it came from, whether it is fresh rather than recorded).
+
+    Offline, the hash the hub published when it was last asked stands in: it describes
+    the hub's file, whatever happened to the local one since."""
+    if given:
+        return given, "the hash given (--sha256)", True
+    if remote is not None and remote.sha256:
+        return remote.sha256, remote.sha256_source, True
+    if remote is not None:
+        return None, f"{remote.source} publishes no LFS hash for this file", False
+    if stored and stored.get("expected_sha256"):
+        expected, source = record.published(stored)
+        return expected, f"{source}, recorded {stored.get('recorded_at', 'earlier')}", False
+    if model is None:
+        return None, "not a Borealis file name, so no published hash: give --sha256 HEX", False
+    return None, (
+        "the hub could not be asked and this file was never checked here: connect, or "
+        "give --sha256 HEX"
+    ), False
+
+
+def _check_header(
+    path: Path, model: Model | None, quant: str | None, size: int, remote: RemoteFile | None
+) -> tuple[str | None, list[str]]:
+    from borealis_local.runtime.gguf_check import check_gguf
+
+    problems = []
+    if remote is not None and remote.size is not None and size != remote.size:
+        problems.append(f"the file has {size:,} bytes, the hub's {remote.size:,}")
+    try:
+        info = check_gguf(path)
+    except InvalidModelFileError as error:
+        return None, [*problems, str(error)]
+    if model is not None:
+        if info.file_type != quant:
+            problems.append(
+                f"the header says {info.file_type or 'no quantisation'}, the name {quant}"
+            )
+        if info.block_count != model.shape.layers:
+            problems.append(
+                f"the header has {info.block_count} layers, {model.name} has "
+                f"{model.shape.layers}"
+            )
+        known = KNOWN_FILE_SIZES.get(path.name)
+        if known is not None and size != known:
+            problems.append(f"the file has {size:,} bytes, the published one {known:,}")
+    header = (
+        f"{info.architecture}, {info.block_count} layers, {info.tensor_count} tensor(s), "
+        f"{info.file_type or 'no stated quantisation'}"
+    )
+    return header, problems
+
+
+def _signature_status(remote: RemoteFile | None, given: str | None) -> str:
+    if remote is None:
+        asked = "--sha256 was given" if given else "the hub could not be asked"
+        return f"not checked: {asked}, so the repo's files are not known"
+    signatures = ", ".join(remote.signature_files)
+    if not signatures:
+        return "unsigned"
+    if importlib.util.find_spec("model_signing") is None:
+        return f"signature present ({signatures}) but {SIGNING_NOT_INSTALLED}"
+    # model_signing checks a signature against a signer identity and against every
+    # file the signature lists (set_ignore_unsigned_files still hashes them all): the
+    # National Library publishes no identity, and one GGUF of a repo's seven cannot pass.
+    return (
+        f"signature present ({signatures}), not checked: the National Library has not "
+        "published the identity that signs Borealis, so no signer can be confirmed "
+        "(model_signing verify sigstore --identity … checks a download of the whole repo)"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in chunks: a GGUF can be larger than memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
