@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from borealis_local.bench import measure, report
+from borealis_local.bench import measure, report, run
 from borealis_local.bench.cli import first_run_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def pooled(rows: list[dict]) -> list[dict]:
         into["samples_ns"] += row["samples_ns"]
         into["samples_ts"] += row["samples_ts"]
     for row in merged.values():
-        row.update(measure.summary(row["samples_ns"], row["samples_ts"]))
+        row.update(run.summary(row["samples_ns"], row["samples_ts"]))
     return list(merged.values())
 
 

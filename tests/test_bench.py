@@ -23,16 +23,21 @@ import csv
 import io
 import json
 import os
+import pickle
 import statistics
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import llama_server_support as support
 import pytest
 from conftest import REPO, require
 
-from borealis_local.bench import cli, measure, report, sweep
-from borealis_local.bench.measure import LLAMA_BENCH_FIELDS, Config, Target, Test
+from borealis_local import errors
+from borealis_local.bench import cli, measure, plots, report, sweep
+from borealis_local.bench.measure import Config, Target, Test
+from borealis_local.bench.row import LLAMA_BENCH_FIELDS, ResultRow, identity_key
 from borealis_local.errors import BorealisError, InvalidRequestError, ModelNotFoundError
 
 llama_server_binary = support.llama_server_binary
@@ -225,7 +230,7 @@ def ollama_double(go_renderer, llama_cpp, gemma_gguf, tmp_path_factory):
     from ollama_double import OllamaDouble
 
     from borealis_local.catalog import get_model
-    from borealis_local.runtime.ollama import create_model
+    from borealis_local.ollama_install import create_model
 
     with OllamaDouble(go_renderer, home=tmp_path_factory.mktemp("ollama-double")) as double:
         list(create_model(get_model("270m"), from_path=gemma_gguf, host=double.url,
@@ -255,6 +260,37 @@ def test_a_server_that_is_not_running_fails_in_the_child_with_our_error(capsys, 
     status, _, err = bench(["ollama:borealis:270m", "-r", "1", "--timeout", "60"], capsys)
     assert status == 1
     assert "Ollama is not running" in err or "ollama serve" in err
+
+
+class _FakeNvml(types.ModuleType):
+    """pynvml's calls the probes make, for two cards, one running this process."""
+
+    def __init__(self, pid: int):
+        super().__init__("pynvml")
+        self.pid, self.calls = pid, []
+        self.nvmlInit = lambda: self.calls.append("init")
+        self.nvmlShutdown = lambda: self.calls.append("shutdown")
+        self.nvmlDeviceGetCount = lambda: 2
+        self.nvmlDeviceGetHandleByIndex = lambda index: index
+        self.nvmlDeviceGetName = lambda handle: [b"Small card", "Big card"][handle]
+        self.nvmlDeviceGetMemoryInfo = lambda handle: types.SimpleNamespace(
+            total=[8, 80][handle] * 2**30, used=[1, 3][handle] * 2**30)
+        self.nvmlDeviceGetComputeRunningProcesses = lambda handle: [
+            types.SimpleNamespace(pid=self.pid, usedGpuMemory=512 * MiB)] if handle else []
+
+
+def test_one_nvml_probe_serves_the_bench_and_recommend(monkeypatch):
+    from borealis_local.bench import probes, recommend
+
+    nvml = _FakeNvml(os.getpid())
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    gpu = probes.GpuMemory()
+    assert gpu.sample() == (512 * MiB, "nvml-process")
+    assert gpu.names() == ["Small card", "Big card"]
+    nvml.pid = -1  # process ids hidden (a container): the devices' growth instead
+    assert gpu.sample() == (0, "nvml-device-delta")
+    assert recommend._nvidia_vram() == (80 * 2**30, "Big card")
+    assert nvml.calls == ["init", "init", "shutdown"]  # recommend's probe closes NVML
 
 
 # -- comma lists, sweeps and planning ---------------------------------------------------
@@ -290,7 +326,7 @@ def test_bool_and_choice_lists():
 def parsed(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["bench", *argv])
+    return parser.parse_args(cli.with_default_subcommand(["bench", *argv]))
 
 
 def test_comma_lists_and_repeated_options_make_a_sweep_in_llama_bench_order():
@@ -330,7 +366,7 @@ def test_plan_skips_done_tests_and_tests_a_setting_does_not_change():
 
 def test_done_keys_come_from_the_output_file(tmp_path):
     config = Config(fake_target("a.gguf"), (Test(n_prompt=16),), n_threads=2, n_gpu_layers=0)
-    row = {**config.identity(Test(n_prompt=16)), "avg_ts": 1.0}
+    row = {**config.identity(Test(n_prompt=16)).to_dict(), "avg_ts": 1.0}
     path = tmp_path / "out.jsonl"
     path.write_text(report.to_jsonl([row]))
     assert sweep.done_keys(path) == {config.key(Test(n_prompt=16))}
@@ -396,6 +432,38 @@ def synthetic(test: str, avg: float, sd: float, **fields) -> dict:
                quant="Q4_K_M")
     row.update(fields)
     return row
+
+
+def test_a_row_read_back_writes_what_it_was_read_from():
+    """Unknown keys are kept where they were, missing fields read as None and stay
+    unwritten: a llama-bench row, or one from an older borealis, round-trips exactly."""
+    written = {"build_commit": "b1", "cpu_mask": "0x0", "n_prompt": 16, "n_gen": 0,
+               "avg_ts": 5.0, "test": "pp16", "peak_host_scope": "test"}
+    row = ResultRow.from_dict(written)
+    assert row.avg_ts == 5.0 and row.peak_host_scope == "test" and row.ttft_ms is None
+    assert row.extra == {"cpu_mask": "0x0"} and "ttft_ms" not in row
+    assert row.to_dict() == written and list(row.to_dict()) == list(written)
+    assert row == written and pickle.loads(pickle.dumps(row)) == row
+    again = report.parse_rows(report.to_jsonl([written]))[0]
+    assert list(again) == [*written, "model", "runtime", "concurrency"]  # normalised()
+    assert again.runtime == "llama-bench" and again.test == "pp16"
+
+
+def test_a_measured_row_has_llama_benchs_fields_first_and_only_what_was_measured():
+    from borealis_local.bench import run
+
+    config = Config(fake_target("m", runtime="openai"), (Test(n_prompt=16),), reps=2)
+    measured = run.Run(config, lambda row: None, lambda text: None).row(
+        Test(n_prompt=16), run.summary([10, 20], [2.0, 1.0]), tokens=[16, 16],
+        timings_source="client")
+    assert list(measured) == [
+        *LLAMA_BENCH_FIELDS, "runtime", "model", "test", "concurrency", "label", "quant",
+        "model_file_bytes", "reps", "pid", "tokens", "timings_source", "config_key"]
+    assert measured.peak_host_bytes is None and "peak_host_bytes" not in measured
+    assert measured.config_key == config.key(Test(n_prompt=16)) == identity_key(
+        measured.to_dict())
+    assert (measured.avg_ns, measured.stddev_ts, measured.n_threads) == (15, 0.5 ** 0.5, None)
+    assert json.loads(report.to_jsonl([measured])) == measured.to_dict()
 
 
 def test_markdown_table_reads_like_llama_bench():
@@ -467,7 +535,7 @@ def test_plots_are_png_files(tmp_path):
     rows = [synthetic("pp512", 500.0, 5.0), synthetic("tg128", 50.0, 1.0),
             synthetic("pp512", 90.0, 1.0, model_size=2489894560, quant="Q4_K_M", n_ctx=4096,
                       model_type="gemma3 4B Q4_K - Medium", peak_host_bytes=3 * 2**30)]
-    written = report.plot(rows, tmp_path / "plots")
+    written = plots.plot(rows, tmp_path / "plots")
     assert sorted(p.name for p in written) == ["memory_vs_context.png", "rate_vs_size.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
 
@@ -570,16 +638,16 @@ def test_measured_bandwidth_comes_from_a_plain_generation_row():
 
 
 def test_first_run_advice_projects_the_picks_speed(monkeypatch):
-    from borealis_local.bench import estimate
+    from borealis_local.bench import recommend
 
-    machine = estimate.Machine(ram=24 * 1024 * MiB)
-    monkeypatch.setattr(estimate, "this_machine", lambda: machine)
-    advice = estimate.recommend(machine)
+    machine = recommend.Machine(ram=24 * 1024 * MiB)
+    monkeypatch.setattr(recommend, "this_machine", lambda: machine)
+    advice = recommend.recommend(machine)
     bandwidth = 40.0 * 250_000_000
-    pick, fast = advice.pick, estimate.fast_pick(advice, bandwidth)
+    pick, fast = advice.pick, recommend.fast_pick(advice, bandwidth)
     text = cli.recommend_advice([_tg_row()])
     assert f"borealis-{pick.size}:{pick.quant} with num_ctx {pick.n_ctx}" in text
-    assert f"about {estimate.generation_rate(pick, bandwidth):.1f} tokens/s" in text
+    assert f"about {recommend.generation_rate(pick, bandwidth):.1f} tokens/s" in text
     assert f"borealis-{fast.size}:{fast.quant}" in text and "faster than reading" in text
     # A speed measured on a GPU says nothing about a model that would run on the CPU.
     on_gpu = cli.recommend_advice([_tg_row(backends="CUDA", n_gpu_layers=-1)])
@@ -591,8 +659,15 @@ def test_recommend_advice_never_breaks_the_first_run():
     assert advice is None or isinstance(advice, str)
 
 
-def test_errors_from_the_child_keep_their_class():
-    error = measure._rebuilt_error("ServerUnavailableError", "start it")
-    assert type(error).__name__ == "ServerUnavailableError" and str(error) == "start it"
-    assert isinstance(measure._rebuilt_error("ContextOverflowError", "x"), BorealisError)
-    assert isinstance(measure._rebuilt_error("NoSuchError", "x"), BorealisError)
+@pytest.mark.parametrize("error", [
+    errors.ServerUnavailableError("start it"),
+    errors.ContextOverflowError("too long", prompt_tokens=900, n_ctx=512),
+    errors.ChecksumMismatchError("flipped", expected="aa", actual="bb"),
+    errors.StructuredOutputError("cut", text='{"a": ', max_tokens=8),
+    errors.ModelfileError("bad", line=3),
+])
+def test_errors_from_the_child_arrive_whole(error):
+    # The child process pickles the error itself: class, message and fields survive.
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+    assert vars(again) == vars(error) and isinstance(again, BorealisError)

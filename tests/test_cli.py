@@ -124,6 +124,20 @@ def test_chat_from_a_pipe_answers_each_line_once(gemma_gguf):
     assert len(stats) == 2  # the empty line is not a question
     assert all(line.startswith("[3 tokens, ") and "tokens/s" in line for line in stats)
     assert result.stdout.count("\n") >= 2
+    # llama.cpp's own log (e.g. "llama_kv_cache_iswa: using full-size SWA cache") is
+    # kept out of the terminal: the figures are all stderr says.
+    assert result.stderr.splitlines() == stats
+
+
+@pytest.mark.slow
+def test_chat_verbose_shows_llama_cpps_log(gemma_gguf):
+    result = subprocess.run(
+        [sys.executable, "-m", "borealis_local.cli", "chat", str(gemma_gguf), "--verbose",
+         "--max-tokens", "1", "--num-ctx", "512"],
+        input="Hei\n", capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "llama_model_loader" in result.stderr and "llama_context" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from borealis_local.bench import estimate as est
+from borealis_local.bench import recommend as rec
+from borealis_local.bench.tensors import parameter_count, tensor_types
 from borealis_local.catalog import DEFAULT_NUM_CTX, QUANTS, SHAPES, SIZES
 from borealis_local.errors import BorealisError
 
@@ -72,7 +73,7 @@ def _require_proc():
 
 
 def test_parameter_counts_match_the_sizes_names():
-    counts = {size: est.parameter_count(SHAPES[size]) for size in SIZES}
+    counts = {size: parameter_count(SHAPES[size]) for size in SIZES}
     assert counts["270m"] == 268_098_176  # the stand-in's own count
     for size, count in counts.items():
         nominal = float(size[:-1]) * (1e6 if size.endswith("m") else 1e9)
@@ -80,45 +81,38 @@ def test_parameter_counts_match_the_sizes_names():
 
 
 def test_the_stand_ins_tensor_table_is_the_q4_k_m_plan(gemma_gguf):
-    from borealis_local.bench.synth import read_header
+    from borealis_local.gguf_header import read_header
 
     actual = [(t.name, t.dims, t.type) for t in read_header(gemma_gguf).tensors]
-    planned = [(spec.name, spec.dims, q) for spec, q in est.tensor_types(SHAPES["270m"], "Q4_K_M")]
+    planned = [(spec.name, spec.dims, q) for spec, q in tensor_types(SHAPES["270m"], "Q4_K_M")]
     assert actual == planned
 
 
-def test_every_size_and_quant_gets_the_types_llama_cpp_chooses(tmp_path, llama_cpp, capfd):
+def test_every_size_and_quant_gets_the_types_llama_cpp_chooses(tmp_path, llama_cpp):
     """llama.cpp's quantiser in dry-run mode plans each tensor's type and logs it."""
     from borealis_local.bench.synth import FILE_TYPES, architecture_fields, write_random_f16
+    from borealis_local.runtime import llama_log
 
     planned_line = re.compile(r"\]\s+(\S+)\s+- \[.*type =\s+(\w+), size =.*?(?:\((\w+)\))?\s*$")
-    logger = logging.getLogger("llama-cpp-python")  # llama-cpp-python's log relay
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        for size in SIZES:
-            sparse = tmp_path / f"{size}.gguf"
-            write_random_f16(sparse, SHAPES[size], architecture_fields(size), data=False)
-            for quant in QUANTS:
-                params = llama_cpp.llama_model_quantize_default_params()
-                params.ftype = int(FILE_TYPES[quant])
-                params.dry_run = True
-                capfd.readouterr()
-                status = llama_cpp.llama_model_quantize(
-                    str(sparse).encode(), str(tmp_path / "unused.gguf").encode(), params
-                )
-                log = "".join(capfd.readouterr())
-                assert status == 0, log[-2000:]
-                chosen = {
-                    m[1]: (m[3] or m[2]).upper()
-                    for m in map(planned_line.search, log.splitlines())
-                    if m
-                }
-                planned = {spec.name: q.name for spec, q in est.tensor_types(SHAPES[size], quant)}
-                assert chosen == planned, (size, quant)
-            sparse.unlink()
-    finally:
-        logger.setLevel(level)
+    llama_log.install()  # llama.cpp's log, kept where the test can read it
+    for size in SIZES:
+        sparse = tmp_path / f"{size}.gguf"
+        write_random_f16(sparse, SHAPES[size], architecture_fields(size), data=False)
+        for quant in QUANTS:
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = int(FILE_TYPES[quant])
+            params.dry_run = True
+            mark = llama_log.mark()
+            status = llama_cpp.llama_model_quantize(
+                str(sparse).encode(), str(tmp_path / "unused.gguf").encode(), params
+            )
+            log = llama_log.text_since(mark)
+            assert status == 0, log[-2000:]
+            found = [planned_line.search(line) for line in log.splitlines()]
+            chosen = {m[1]: (m[3] or m[2]).upper() for m in found if m}
+            planned = {spec.name: q.name for spec, q in tensor_types(SHAPES[size], quant)}
+            assert chosen == planned, (size, quant)
+        sparse.unlink()
     assert not (tmp_path / "unused.gguf").exists()
 
 
@@ -239,94 +233,94 @@ def test_bad_input_says_what_to_choose(call, message):
 
 
 def test_a_16_gib_laptop_gets_a_model_that_fits_with_room():
-    machine = est.Machine(ram=16 * GiB)
-    advice = est.recommend(machine)
+    machine = rec.Machine(ram=16 * GiB)
+    advice = rec.recommend(machine)
     pick = advice.pick
     assert pick is not None and pick.where == "CPU"
     assert pick.estimate.needed <= machine.usable_ram < 16 * GiB
-    assert pick.n_ctx >= est.MIN_USEFUL_CTX
+    assert pick.n_ctx >= rec.MIN_USEFUL_CTX
     # Nothing larger fits with a useful context at a quant of Q4_K_M or better.
     larger = SIZES[SIZES.index(pick.size) + 1 :]
     for size in larger:
-        for quant in est.PREFERRED_QUANTS:
+        for quant in rec.PREFERRED_QUANTS:
             fit = advice.fits[size, quant]
-            assert fit is None or fit.n_ctx < est.MIN_USEFUL_CTX
+            assert fit is None or fit.n_ctx < rec.MIN_USEFUL_CTX
 
 
 def test_every_fit_is_the_largest_context_that_fits():
-    machine = est.Machine(ram=8 * GiB)
-    for (size, quant), fit in est.recommend(machine).fits.items():
+    machine = rec.Machine(ram=8 * GiB)
+    for (size, quant), fit in rec.recommend(machine).fits.items():
         if fit is None:
-            assert est.largest_fit(size, quant, machine, est.DEFAULT_RUNTIME) is None
+            assert rec.largest_fit(size, quant, machine, est.DEFAULT_RUNTIME) is None
             continue
         assert fit.estimate.needed <= machine.usable_ram
-        bigger = [n for n in est.CONTEXT_STEPS if fit.n_ctx < n <= SHAPES[size].context_length]
+        bigger = [n for n in rec.CONTEXT_STEPS if fit.n_ctx < n <= SHAPES[size].context_length]
         if bigger:
             assert est.estimate(size, quant, bigger[0]).needed > machine.usable_ram
 
 
 def test_a_gpu_is_preferred_when_the_model_fits_it():
-    advice = est.recommend(est.Machine(ram=32 * GiB, vram=24 * GiB, gpu="test card"))
+    advice = rec.recommend(rec.Machine(ram=32 * GiB, vram=24 * GiB, gpu="test card"))
     assert advice.pick.where == "GPU"
     assert advice.pick.estimate.device_bytes <= 23.5 * GiB
 
 
 def test_unified_memory_counts_everything_against_ram():
-    advice = est.recommend(est.Machine(ram=16 * GiB, unified=True))
+    advice = rec.recommend(rec.Machine(ram=16 * GiB, unified=True))
     pick = advice.pick
     assert pick.where == "unified"
     assert pick.estimate.device_bytes <= 0.75 * 16 * GiB
 
 
 def test_too_little_memory_recommends_nothing():
-    advice = est.recommend(est.Machine(ram=1 * GiB))
+    advice = rec.recommend(rec.Machine(ram=1 * GiB))
     assert advice.pick is None
     assert all(fit is None for fit in advice.fits.values())
 
 
 def test_speed_projection_goes_as_one_over_the_weights_read():
-    advice = est.recommend(est.Machine(ram=24 * GiB))
+    advice = rec.recommend(rec.Machine(ram=24 * GiB))
     small, large = advice.fits["270m", "Q4_K_M"], advice.fits["4b", "Q4_K_M"]
     bandwidth = 10e9
-    assert est.generation_rate(small, bandwidth) == pytest.approx(
+    assert rec.generation_rate(small, bandwidth) == pytest.approx(
         bandwidth / small.estimate.weights)
-    assert (est.generation_rate(small, bandwidth) / est.generation_rate(large, bandwidth)
+    assert (rec.generation_rate(small, bandwidth) / rec.generation_rate(large, bandwidth)
             == pytest.approx(large.estimate.weights / small.estimate.weights))
 
 
 def test_the_fast_pick_is_the_largest_fit_at_reading_rate():
-    advice = est.recommend(est.Machine(ram=24 * GiB))
+    advice = rec.recommend(rec.Machine(ram=24 * GiB))
     bandwidth = 10e9  # about this 2-core machine's
-    pick, fast = advice.pick, est.fast_pick(advice, bandwidth)
-    assert est.generation_rate(pick, bandwidth) < est.READING_RATE
-    assert est.generation_rate(fast, bandwidth) >= est.READING_RATE
+    pick, fast = advice.pick, rec.fast_pick(advice, bandwidth)
+    assert rec.generation_rate(pick, bandwidth) < rec.READING_RATE
+    assert rec.generation_rate(fast, bandwidth) >= rec.READING_RATE
     assert SIZES.index(fast.size) < SIZES.index(pick.size)
     # No larger size, at any quant the pick considers, reaches reading rate.
     for size in SIZES[SIZES.index(fast.size) + 1:]:
-        for quant in est.PREFERRED_QUANTS:
+        for quant in rec.PREFERRED_QUANTS:
             fit = advice.fits[size, quant]
-            assert fit is None or est.generation_rate(fit, bandwidth) < est.READING_RATE
-    assert est.fast_pick(advice, 1e15) == pick
-    assert est.fast_pick(advice, 1e6) is None
+            assert fit is None or rec.generation_rate(fit, bandwidth) < rec.READING_RATE
+    assert rec.fast_pick(advice, 1e15) == pick
+    assert rec.fast_pick(advice, 1e6) is None
 
 
 def test_the_fast_pick_stays_on_the_picks_device():
     """A GPU's measured speed must not be projected onto a model that fits only the CPU."""
-    advice = est.recommend(est.Machine(ram=64 * GiB, vram=8 * GiB, gpu="test card"))
+    advice = rec.recommend(rec.Machine(ram=64 * GiB, vram=8 * GiB, gpu="test card"))
     pick = advice.pick
     assert pick.where == "GPU"
     assert any(fit and fit.where == "CPU" for fit in advice.fits.values())
     bandwidth = 5 * pick.estimate.weights  # the pick generates 5 tokens/s
-    fast = est.fast_pick(advice, bandwidth, min_rate=10)
-    assert fast.where == "GPU" and est.generation_rate(fast, bandwidth) >= 10
+    fast = rec.fast_pick(advice, bandwidth, min_rate=10)
+    assert fast.where == "GPU" and rec.generation_rate(fast, bandwidth) >= 10
     assert SIZES.index(fast.size) < SIZES.index(pick.size)
-    fastest_on_gpu = max(est.generation_rate(fit, bandwidth)
+    fastest_on_gpu = max(rec.generation_rate(fit, bandwidth)
                          for fit in advice.fits.values() if fit and fit.where == "GPU")
-    assert est.fast_pick(advice, bandwidth, min_rate=fastest_on_gpu * 1.01) is None
+    assert rec.fast_pick(advice, bandwidth, min_rate=fastest_on_gpu * 1.01) is None
 
 
 def test_this_machine_has_ram():
-    machine = est.this_machine()
+    machine = rec.this_machine()
     assert machine.ram > 1 * GiB and machine.source == "this machine"
 
 

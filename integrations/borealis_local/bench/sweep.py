@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from borealis_local.bench.child import run_config
 from borealis_local.bench.measure import (
     KV_CACHE_TYPES,
     Config,
@@ -25,10 +26,9 @@ from borealis_local.bench.measure import (
     Test,
     default_threads,
     gpu_build,
-    identity_key,
     resolve_target,
-    run_config,
 )
+from borealis_local.bench.row import ResultRow
 from borealis_local.errors import InvalidRequestError
 
 # llama-bench's value syntax: first[-last[(+|*)step]].
@@ -140,23 +140,23 @@ _LIST_AXES = {
 
 def parse_axis(key: str, value: Any) -> list:
     """One axis from a TOML value or a CLI string: a number, a list, or llama-bench text."""
-    option, kind = _LIST_AXES[key]
+    option, value_type = _LIST_AXES[key]
     items = value if isinstance(value, list) else [value]
     parsed: list = []
     for item in items:
-        if isinstance(item, bool) and kind == "bool":
+        if isinstance(item, bool) and value_type == "bool":
             parsed.append(item)
-        elif isinstance(item, int) and not isinstance(item, bool) and kind in ("int", "ngl"):
-            if item < 0 and kind != "ngl":
+        elif isinstance(item, int) and not isinstance(item, bool) and value_type in ("int", "ngl"):
+            if item < 0 and value_type != "ngl":
                 raise InvalidRequestError(f"{option}: {item} must be >= 0")
             parsed.append(item)
-        elif isinstance(item, int) and not isinstance(item, bool) and kind == "bool":
+        elif isinstance(item, int) and not isinstance(item, bool) and value_type == "bool":
             parsed += parse_bool_list(str(item), name=option)
-        elif kind in ("int", "ngl") and isinstance(item, str):
-            parsed += parse_int_list(item, name=option, allow_negative=kind == "ngl")
-        elif kind == "bool" and isinstance(item, str):
+        elif value_type in ("int", "ngl") and isinstance(item, str):
+            parsed += parse_int_list(item, name=option, allow_negative=value_type == "ngl")
+        elif value_type == "bool" and isinstance(item, str):
             parsed += parse_bool_list(item, name=option)
-        elif kind == "kv" and isinstance(item, str):
+        elif value_type == "kv" and isinstance(item, str):
             parsed += parse_choice_list(item, name=option, choices=KV_CACHE_TYPES)
         else:
             raise InvalidRequestError(f"{option} ({key}): {item!r} is not a valid value")
@@ -262,7 +262,7 @@ def plan(
 
 
 def _local_defaults(sweep: Sweep, targets: list[Target]) -> dict[str, list]:
-    local = any(t.runtime == "llama.cpp" for t in targets)
+    local = any(t.in_process for t in targets)
     threads = sweep.threads or [default_threads()]
     ngl = sweep.n_gpu_layers
     if ngl is None:
@@ -295,7 +295,7 @@ def done_keys(path: str | Path | None) -> set[str]:
 
     if path is None or not Path(path).exists():
         return set()
-    return {identity_key(row) for row in read_rows(path)}
+    return {row.identity().key() for row in read_rows(path)}
 
 
 def drop_partial_line(path: str | Path) -> None:
@@ -313,13 +313,13 @@ def run(
     configs: list[Config],
     *,
     output: str | Path | None = None,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_row: Callable[[ResultRow], None] | None = None,
     progress: bool = True,
     timeout: float | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ResultRow]:
     """Run every configuration (a child process each), appending each row to `output`
     (JSONL) the moment it is measured. Returns the new rows."""
-    rows: list[dict[str, Any]] = []
+    rows: list[ResultRow] = []
     out = None
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -330,10 +330,10 @@ def run(
     try:
         for config in configs:
 
-            def keep(row: dict[str, Any]) -> None:
+            def keep(row: ResultRow) -> None:
                 rows.append(row)
                 if out is not None:
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    out.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
                     out.flush()
                 if on_row is not None:
                     on_row(row)

@@ -20,24 +20,27 @@ and buys nothing, since neither speed nor memory depends on them.
 
 from __future__ import annotations
 
-import mmap
 import os
 import shutil
-import struct
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gguf
 import numpy as np
 
-from borealis_local.bench.estimate import TensorSpec, gemma3_tensors
+from borealis_local.bench.tensors import (
+    TensorSpec,
+    gemma3_tensors,
+    parameter_count,
+    tensor_bytes,
+    tensor_types,
+)
 from borealis_local.catalog import QUANTS, SHAPES, SIZES, Shape, check_quant
 from borealis_local.errors import BorealisError, InvalidModelFileError
+from borealis_local.gguf_header import Field, read_header
 
 ARCH = "gemma3"
 SUFFIX = "-synthetic.gguf"
@@ -64,115 +67,6 @@ ROPE_FREQ_BASE = 1_000_000.0
 LONG_CONTEXT_ROPE_SCALE = 8.0
 WEIGHT_STD = 0.02
 POOL_VALUES = 1 << 24
-
-
-# -- reading a GGUF header, arrays included --------------------------------------------
-
-
-@dataclass(frozen=True)
-class Field:
-    """One metadata entry, as GGUFWriter.add_key_value takes it."""
-
-    type: gguf.GGUFValueType
-    value: Any
-    sub_type: gguf.GGUFValueType | None = None
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    dims: tuple[int, ...]
-    """ggml order: the row length first."""
-    type: gguf.GGMLQuantizationType
-
-    @property
-    def nbytes(self) -> int:
-        block, size = gguf.GGML_QUANT_SIZES[self.type]
-        return int(np.prod(self.dims)) // block * size
-
-
-@dataclass(frozen=True)
-class Header:
-    metadata: dict[str, Field]
-    tensors: list[TensorInfo]
-
-
-_SCALARS = {
-    gguf.GGUFValueType.UINT8: "<u1",
-    gguf.GGUFValueType.INT8: "<i1",
-    gguf.GGUFValueType.UINT16: "<u2",
-    gguf.GGUFValueType.INT16: "<i2",
-    gguf.GGUFValueType.UINT32: "<u4",
-    gguf.GGUFValueType.INT32: "<i4",
-    gguf.GGUFValueType.FLOAT32: "<f4",
-    gguf.GGUFValueType.BOOL: "?",
-    gguf.GGUFValueType.UINT64: "<u8",
-    gguf.GGUFValueType.INT64: "<i8",
-    gguf.GGUFValueType.FLOAT64: "<f8",
-}
-
-
-def read_header(path: str | Path) -> Header:
-    """The metadata (arrays as lists) and tensor table of a GGUF `check_gguf` accepted.
-
-    gguf.GGUFReader does this too, but builds numpy objects for each of the 262,144
-    vocabulary strings (12 s on the stand-in); this reads them in about a second.
-    """
-    with (
-        Path(path).open("rb") as handle,
-        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
-    ):
-        cursor = _Cursor(data)
-        cursor.take(8)  # magic and version, checked by check_gguf
-        tensor_count, kv_count = cursor.unpack("<QQ")
-        metadata = {}
-        for _ in range(kv_count):
-            key = cursor.string()
-            metadata[key] = cursor.field()
-        tensors = [cursor.tensor_info() for _ in range(tensor_count)]
-    return Header(metadata, tensors)
-
-
-class _Cursor:
-    def __init__(self, data: mmap.mmap):
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def unpack(self, fmt: str) -> tuple:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
-
-    def string(self) -> str:
-        (length,) = self.unpack("<Q")
-        return self.take(length).decode("utf-8", errors="surrogateescape")
-
-    def field(self) -> Field:
-        (raw_type,) = self.unpack("<I")
-        value_type = gguf.GGUFValueType(raw_type)
-        if value_type == gguf.GGUFValueType.STRING:
-            return Field(value_type, self.string())
-        if value_type != gguf.GGUFValueType.ARRAY:
-            dtype = np.dtype(_SCALARS[value_type])
-            return Field(value_type, np.frombuffer(self.take(dtype.itemsize), dtype)[0].item())
-        raw_sub, length = self.unpack("<IQ")
-        sub_type = gguf.GGUFValueType(raw_sub)
-        if sub_type == gguf.GGUFValueType.STRING:
-            values = [self.string() for _ in range(length)]
-        else:
-            dtype = np.dtype(_SCALARS[sub_type])
-            values = np.frombuffer(self.take(length * dtype.itemsize), dtype).tolist()
-        return Field(value_type, values, sub_type)
-
-    def tensor_info(self) -> TensorInfo:
-        name = self.string()
-        (n_dims,) = self.unpack("<I")
-        dims = self.unpack(f"<{n_dims}q")
-        (raw_type, _offset) = self.unpack("<IQ")
-        return TensorInfo(name, tuple(dims), gguf.GGMLQuantizationType(raw_type))
 
 
 # -- the synthetic file ------------------------------------------------------------------
@@ -233,8 +127,6 @@ def _output_path(output: str | Path | None, size: str, quant: str) -> Path:
 
 def _check_room(output: Path, size: str, quant: str) -> None:
     """The F16 scratch file and the result must both fit on the output's disk."""
-    from borealis_local.bench.estimate import parameter_count, tensor_bytes, tensor_types
-
     needed = 2 * parameter_count(SHAPES[size]) + sum(
         tensor_bytes(spec.dims, ggml_type) for spec, ggml_type in tensor_types(SHAPES[size], quant)
     )
@@ -441,9 +333,7 @@ def _stderr_aside() -> Iterator[list[str]]:
 
 __all__ = [
     "Field",
-    "Header",
     "QUANTS",
-    "TensorInfo",
     "quantize",
     "read_header",
     "synthesize",
