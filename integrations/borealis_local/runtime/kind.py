@@ -44,6 +44,7 @@ class RuntimeKind(ABC):
 
     name: ClassVar[str]  # as results and rows name it: "llama.cpp", "ollama", "openai"
     in_process: ClassVar[bool]  # True: the model runs in this process, one call at a time
+    prefix: ClassVar[str | None] = None  # a name starting with it is this kind's ("openai:")
 
     @abstractmethod
     def recognise(self, name: str) -> dict[str, Any] | None:

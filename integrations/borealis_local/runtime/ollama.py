@@ -572,6 +572,7 @@ class OllamaRuntime(RuntimeKind):
 
     name = "ollama"
     in_process = False
+    prefix = "ollama:"
 
     def recognise(self, name: str) -> dict[str, Any] | None:
         return {"model": name.removeprefix("ollama:")}

@@ -441,6 +441,7 @@ class OpenAIRuntime(RuntimeKind):
 
     name = "openai"
     in_process = False
+    prefix = "openai:"
 
     def recognise(self, name: str) -> dict[str, Any] | None:
         if not name.startswith("openai:"):

@@ -34,7 +34,6 @@ from borealis_local.runtime.openai_compat import OPENAI
 # Order matters for names without a prefix: a path or catalog name is llama.cpp's,
 # anything else is taken for an Ollama tag.
 KINDS: tuple[RuntimeKind, ...] = (OPENAI, LLAMA_CPP, OLLAMA)
-PREFIXES: dict[str, RuntimeKind] = {"openai:": OPENAI, "ollama:": OLLAMA}
 
 
 def kind_named(name: str) -> RuntimeKind:
@@ -59,7 +58,7 @@ def describe(name: str) -> tuple[RuntimeKind, dict[str, Any]]:
     if not name:
         raise InvalidRequestError("no model named: give a catalog name, a .gguf path, "
                                   "an Ollama tag or openai:MODEL@URL")
-    candidates = [k for p, k in PREFIXES.items() if name.startswith(p)] or KINDS
+    candidates = [k for k in KINDS if k.prefix and name.startswith(k.prefix)] or KINDS
     for kind in candidates:
         arguments = kind.recognise(name)
         if arguments is not None:
