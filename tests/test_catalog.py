@@ -23,7 +23,7 @@ def test_names_repos_and_files_follow_the_hub(model):
     assert model.repo == f"NbAiLab/{stem}"
     assert model.gguf_repo == f"NbAiLab/{stem}-gguf"
     assert [model.gguf_filename(q) for q in QUANTS] == [f"{stem}-{q}.gguf" for q in QUANTS]
-    assert model.hub_reference() == f"hf.co/NbAiLab/{stem}-gguf:Q4_K_M"
+    assert model.hub_reference() == f"huggingface.co/NbAiLab/{stem}-gguf:Q4_K_M"
 
 
 def test_licences_and_gating_by_variant():

@@ -43,7 +43,7 @@ def test_list_json_has_every_file_name():
 def test_modelfile_prints_one_that_lints_clean(tmp_path):
     result = borealis("modelfile", "12b", "--variant", "open", "--quant", "Q6_K")
     assert result.returncode == 0, result.stderr
-    assert "FROM hf.co/NbAiLab/borealis-open-12b-gguf:Q6_K\n" in result.stdout
+    assert "FROM huggingface.co/NbAiLab/borealis-open-12b-gguf:Q6_K\n" in result.stdout
     path = tmp_path / "x.Modelfile"
     path.write_text(result.stdout)
     lint = borealis("lint", "--strict", str(path))

@@ -39,7 +39,7 @@ FOLDING_TEMPLATE = """<start_of_turn>user
 <start_of_turn>model
 {{ .Response }}<end_of_turn>"""
 
-GOOD = f'''FROM hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M
+GOOD = f'''FROM huggingface.co/NbAiLab/borealis-4b-gguf:Q4_K_M
 TEMPLATE """{FOLDING_TEMPLATE}"""
 PARAMETER stop "<end_of_turn>"
 PARAMETER num_ctx 16384
@@ -619,7 +619,8 @@ def test_badly_typed_num_ctx_is_only_an_error():
 
 
 def from_problems(value: str, base_dir: Path) -> list[tuple[int, str, str]]:
-    return found(GOOD.replace("hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M", value), base_dir=base_dir)
+    reference = "huggingface.co/NbAiLab/borealis-4b-gguf:Q4_K_M"
+    return found(GOOD.replace(reference, value), base_dir=base_dir)
 
 
 @pytest.mark.parametrize(
@@ -658,10 +659,31 @@ def test_from_glob_counts_when_it_matches(tmp_path):
 
 @pytest.mark.parametrize(
     "value",
-    ["hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M", "huggingface.co/x/y.gguf", "gemma3:4b", "borealis"],
+    ["huggingface.co/NbAiLab/borealis-4b-gguf:Q4_K_M", "huggingface.co/x/y.gguf", "gemma3:4b",
+     "borealis"],
 )
 def test_from_model_references_are_not_paths(value, tmp_path):
     assert from_problems(value, tmp_path) == []
+
+
+@pytest.mark.parametrize("value", ["hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M", "HF.CO/x/y"])
+def test_from_hf_co_is_a_warning_with_the_reason_and_the_fix(value, tmp_path):
+    (problem,) = from_problems(value, tmp_path)
+    line, severity, message = problem
+    assert (line, severity) == (1, "warning")  # the FROM line
+    assert "ollama/ollama#15661" in message and "cannot pull from hf.co" in message
+    assert f"FROM huggingface.co/{value[len('hf.co/'):]}" in message
+
+
+def test_no_generated_modelfile_or_create_request_uses_hf_co():
+    from borealis_local.catalog import MODELS, QUANTS
+    from borealis_local.modelfile import render_modelfile
+
+    for model in MODELS:
+        for quant in QUANTS:
+            assert model.hub_reference(quant).startswith("huggingface.co/NbAiLab/")
+            rendered = render_modelfile(model, quant=quant)
+            assert "hf.co/" not in rendered.replace("huggingface.co/", "")
 
 
 # --- files ----------------------------------------------------------------------------
@@ -684,7 +706,7 @@ def test_lint_files_resolves_from_against_the_modelfile_folder(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "b.gguf").write_bytes(b"GGUF")
     modelfile = tmp_path / "models" / "Modelfile"
-    modelfile.write_text(GOOD.replace("hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M", "./b.gguf"))
+    modelfile.write_text(GOOD.replace("huggingface.co/NbAiLab/borealis-4b-gguf:Q4_K_M", "./b.gguf"))
     assert lint_files([modelfile]) == []
 
 

@@ -77,7 +77,7 @@ def test_options_change_the_modelfile(tmp_path):
     gguf.write_bytes(b"GGUF")
     text = render_modelfile(model, quant="Q8_0", num_ctx=8192, system="Svar på nynorsk.")
     by_name = {i.name: i for i in parse_modelfile(text)}
-    assert by_name["from"].args == "hf.co/NbAiLab/borealis-open-1b-gguf:Q8_0"
+    assert by_name["from"].args == "huggingface.co/NbAiLab/borealis-open-1b-gguf:Q8_0"
     assert by_name["system"].args == "Svar på nynorsk."
     assert "PARAMETER num_ctx 8192" in text
     local = {i.name: i for i in parse_modelfile(render_modelfile(model, from_path=gguf))}
@@ -113,3 +113,38 @@ def test_llama_server_presets_have_a_complete_section_per_model():
         assert float(section["temp"]) == SAMPLING.temperature
         assert int(section["top-k"]) == SAMPLING.top_k
         assert float(section["top-p"]) == SAMPLING.top_p
+
+
+# -- the hub-side files for Ollama (template, params) ------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.name)
+def test_hub_files_carry_the_modelfiles_template_and_parameters(model):
+    import json
+
+    from borealis_local.modelfile import hub_files
+
+    files = hub_files(model)
+    assert set(files) == {"template", "params"}  # no system file: Borealis needs none
+    instructions = parse_modelfile(render_modelfile(model))
+    (template,) = [i.args for i in instructions if i.name == "template"]
+    assert files["template"] == template == templates.ollama_template()
+    written = {}
+    for i in instructions:
+        if i.name == "parameter":
+            written.setdefault(i.param, []).append(i.args)
+    params = json.loads(files["params"])
+    assert params["stop"] == written["stop"] == [CHAT_FORMAT.end_of_turn]
+    for name in ("temperature", "top_k", "top_p", "num_ctx"):
+        assert float(params[name]) == float(written[name][-1]), name
+    assert params["num_ctx"] == model.default_num_ctx
+
+
+def test_the_hub_files_command_writes_every_repo(tmp_path):
+    from borealis_local.cli import main
+
+    assert main(["modelfile", "--hub-files", str(tmp_path)]) == 0
+    for model in MODELS:
+        folder = tmp_path / model.gguf_repo
+        assert sorted(p.name for p in folder.iterdir()) == ["params", "template"]
+        assert (folder / "template").read_text() == templates.ollama_template()

@@ -166,14 +166,14 @@ def test_json_mode_gives_an_object_or_says_max_tokens_cut_it(backend):
 @pytest.mark.parametrize("stream", [False, True])
 def test_json_cut_by_max_tokens_is_a_clear_error(backend, stream):
     schema = {"type": "object", "properties": {"by": {"type": "string"}}, "required": ["by"]}
-    # `{"by": "` alone is more than 3 tokens: the JSON cannot close.
-    call = dict(max_tokens=3, temperature=0, json_schema=schema)
-    with pytest.raises(StructuredOutputError, match="max_tokens=3.*raise max_tokens") as error:
+    # The shortest object this schema allows, `{"by":""}`, is more than one token.
+    call = dict(max_tokens=1, temperature=0, json_schema=schema)
+    with pytest.raises(StructuredOutputError, match="max_tokens=1.*raise max_tokens") as error:
         if stream:
             list(backend.stream_chat(HEI, **call))
         else:
             backend.chat(HEI, **call)
-    assert error.value.text.startswith("{") and error.value.max_tokens == 3
+    assert error.value.text.startswith("{") and error.value.max_tokens == 1
     # The error left no stream holding the model: the next call runs (a regression
     # would wait forever on the backend's lock, so it runs with a deadline).
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -183,8 +183,8 @@ def test_json_cut_by_max_tokens_is_a_clear_error(backend, stream):
 
 async def test_json_cut_by_max_tokens_is_a_clear_error_async(backend):
     schema = {"type": "object", "properties": {"by": {"type": "string"}}, "required": ["by"]}
-    with pytest.raises(StructuredOutputError, match="max_tokens=3"):
-        await backend.achat(HEI, max_tokens=3, temperature=0, json_schema=schema)
+    with pytest.raises(StructuredOutputError, match="max_tokens=1"):
+        await backend.achat(HEI, max_tokens=1, temperature=0, json_schema=schema)
 
 
 def test_shared_prefix_is_not_evaluated_twice(backend):

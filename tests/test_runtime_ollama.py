@@ -251,9 +251,13 @@ def test_a_json_schema_gives_json_that_parses(backend, double):
 
 
 def test_json_mode_asks_for_json(backend, double):
-    # Two tokens cannot hold a JSON object: the cut is said, not handed on as JSON.
-    with pytest.raises(StructuredOutputError, match="max_tokens=2"):
-        backend.chat(QUESTION, json_mode=True, max_tokens=2)
+    # Two tokens hold "{}" at most: an object that closed, or a cut that is said.
+    try:
+        result = backend.chat(QUESTION, json_mode=True, max_tokens=2)
+    except StructuredOutputError as error:
+        assert error.max_tokens == 2
+    else:
+        assert isinstance(json.loads(result.text), dict)
     assert last_body(double)["format"] == "json"
 
 

@@ -22,7 +22,7 @@ COLLECTION = f"{HUB_ORG}/borealis"
 SIZES = ("270m", "1b", "4b", "12b", "27b")
 VARIANTS = ("full", "open")
 QUANTS = ("BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
-# The hub's default tag: `ollama run hf.co/NbAiLab/borealis-4b-gguf` means `:Q4_K_M`.
+# The hub's default tag: `ollama run huggingface.co/NbAiLab/borealis-4b-gguf` means `:Q4_K_M`.
 DEFAULT_QUANT = "Q4_K_M"
 
 
@@ -228,8 +228,13 @@ class Model:
         return f"{self.name}-{check_quant(quant)}.gguf"
 
     def hub_reference(self, quant: str = DEFAULT_QUANT) -> str:
-        """What `ollama run`/FROM accept for a hub GGUF: `hf.co/NbAiLab/…-gguf:Q4_K_M`."""
-        return f"hf.co/{self.gguf_repo}:{check_quant(quant)}"
+        """What `ollama run`/FROM accept for a hub GGUF: `huggingface.co/NbAiLab/…:Q4_K_M`.
+
+        Not `hf.co/…`, the hub's short form: Ollama (since its CVE-2025-51471 hardening)
+        refuses the registry token that the hub serves from huggingface.co for a pull
+        that asked hf.co (ollama/ollama#15661). The hub documents both hosts as equal.
+        """
+        return f"huggingface.co/{self.gguf_repo}:{check_quant(quant)}"
 
     def pull_command(self, quant: str = DEFAULT_QUANT) -> str:
         """The `borealis pull` line that downloads and verifies this model's file."""

@@ -114,6 +114,17 @@ def _checked_gguf_path(raw: str) -> Path:
 def cmd_modelfile(args: argparse.Namespace) -> int:
     from borealis_local import artefacts
 
+    if args.hub_files is not None:
+        if args.size or args.write or args.check:
+            raise BorealisError("--hub-files writes every repo's files: give no SIZE, --write "
+                                "or --check with it")
+        from borealis_local.modelfile import write_hub_files
+
+        written = write_hub_files(args.hub_files)
+        print(f"{len(written)} files in {args.hub_files}/ (template and params per repo):")
+        for path in written:
+            print(f"  wrote {path}")
+        return 0
     if args.write or args.check:
         if args.size:
             raise BorealisError("--write/--check regenerate every file: give no SIZE")
@@ -219,6 +230,13 @@ def cmd_pull(args: argparse.Namespace) -> int:
             f"{pulled.path.name} is the hub's file, but it is not what the catalog describes "
             "(above): please report it at the borealis-local issue tracker"
         )
+    check = verification.signature_check
+    _warn_if_root_changed(check)
+    if check is not None and check.status == "failed":
+        raise hub.HubError(
+            f"{pulled.path.name} matches the hub's hash, but the repo's signature does not "
+            f"hold ({check.failed_check} check, above): do not use it until you know why"
+        )
     if args.llama_server:
         print("\n# llama-server preset; run llama-server in the borealis-local checkout:")
         print(hub.llama_server_preset(model, quant, pulled.path), end="")
@@ -236,24 +254,55 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def _ask_license(model) -> bool:
     from rich.prompt import Confirm
 
-    from borealis_local.hub import license_text
+    from borealis_local.licences import license_prompt
 
     console = _console(stderr=True)
-    console.print(license_text(model), markup=False)
+    console.print(license_prompt(model), markup=False)
     return Confirm.ask("Do you accept this licence?", default=False, console=console)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from borealis_local import hub
 
-    with _console(stderr=True).status(f"checking {args.target}"):
-        verification = hub.verify(args.target, sha256=args.sha256, rehash=args.rehash)
+    if (args.target is None) == (args.repo is None):
+        raise BorealisError("give one GGUF (PATH or MODEL) or --repo DIR|MODEL")
+    with _console(stderr=True).status(f"checking {args.target or args.repo}"):
+        if args.repo is not None:
+            verification = hub.verify_repo(args.repo, trust_root=args.trust_root,
+                                           rehash=args.rehash)
+        else:
+            verification = hub.verify(args.target, sha256=args.sha256, rehash=args.rehash,
+                                      trust_root=args.trust_root)
     if args.json:
         print(json.dumps(verification.to_dict(), indent=2))
+    elif args.repo is not None:
+        _print_repo_verification(verification)
     else:
         _print_verification(verification)
+    if not args.json:
         print("verified" if verification.verified else "NOT verified")
+    _warn_if_root_changed(
+        verification.signature if args.repo is not None else verification.signature_check
+    )
     return 0 if verification.verified else 1
+
+
+def _warn_if_root_changed(check) -> None:
+    if check is not None and check.failed_check == "root":
+        print("WARNING: the signing root is not the one trusted before: this repo was signed "
+              "by another chain. Do not use it until you know why.", file=sys.stderr)
+
+
+def _print_repo_verification(v) -> None:
+    print(f"  repo       {v.directory}")
+    print(f"  signature  {v.signature.summary}")
+    print(f"  files      {len(v.matched)} listed and equal")
+    for name, listed, actual in v.changed:
+        print(f"    CHANGED  {name}: the manifest says {listed}, the file is {actual}")
+    for name in v.missing:
+        print(f"    MISSING  {name} (listed in the manifest, not here)")
+    for name in v.extra:
+        print(f"    EXTRA    {name} (here, not in the manifest)")
 
 
 def _print_verification(v) -> None:
@@ -328,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", metavar="TEXT", help="add a SYSTEM prompt (Borealis needs none)")
     p.add_argument("--write", action="store_true", help="regenerate every file in --dir")
     p.add_argument("--check", action="store_true", help="fail if a file in --dir is stale")
+    p.add_argument("--hub-files", type=Path, metavar="DIR",
+                   help="write each hub repo's Ollama files (template, params) into "
+                   "DIR/NbAiLab/<repo>/, for the repo owner or a mirror")
     p.add_argument(
         "--dir", type=Path, default=Path("modelfiles"), help="default: ./modelfiles"
     )
@@ -380,9 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a GGUF's SHA-256, header and signature",
         description="Check a local GGUF (a path or a catalog name such as borealis-4b:Q8_0): "
         "its SHA-256 against the hub's LFS metadata (or --sha256), its header against the "
-        "catalog, and the repo's signature. Exit status 1 unless verified.",
+        "catalog, and the repo's signature (the National Library's signed SHA256SUMS and "
+        "certificate chain; the root is pinned on first use). With --repo, a whole "
+        "downloaded repo against its signed manifest. Exit status 1 unless verified.",
     )
-    p.add_argument("target", metavar="PATH|MODEL")
+    p.add_argument("target", metavar="PATH|MODEL", nargs="?")
+    p.add_argument("--repo", metavar="DIR|MODEL",
+                   help="verify a whole downloaded repo against its signed manifest")
+    p.add_argument("--trust-root", metavar="SHA256",
+                   help="the signing root's SHA-256 fingerprint to trust (default: the "
+                   "first root seen, pinned)")
     p.add_argument("--sha256", metavar="HEX", help="compare with this hash, not the hub's")
     p.add_argument("--rehash", action="store_true",
                    help="read the whole file again, even if it was verified unchanged")

@@ -651,6 +651,15 @@ def _warn_from(mf: _Modelfile) -> Iterator[_Finding]:
                 f"FROM value {ins.args!r} contains '#': a comment after a value is part of "
                 "the value; put it on its own line",
             )
+        elif ins.name == "from" and ins.args.lower().startswith("hf.co/"):
+            yield _warning(
+                ins.line,
+                f"FROM {ins.args}: current Ollama cannot pull from hf.co (its registry "
+                "token comes from huggingface.co, and Ollama refuses a token from another "
+                "host: ollama/ollama#15661); write FROM "
+                f"huggingface.co/{ins.args[len('hf.co/'):]}, which the hub documents as "
+                "the same",
+            )
         elif ins.args and looks_like_path(ins.args):
             resolved = resolve_path(ins.args, mf.base_dir)
             if not _exists(resolved):

@@ -1,8 +1,11 @@
-"""Ollama Modelfiles for every Borealis size and variant, from the catalog."""
+"""What Ollama gets for every Borealis size and variant, from the catalog: Modelfiles,
+the parameters `borealis create` sends, and the hub-side `template` and `params` files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from borealis_local.catalog import CHAT_FORMAT, DEFAULT_QUANT, SAMPLING, Model
 from borealis_local.errors import BorealisError
@@ -55,6 +58,52 @@ def _header(model: Model, *, from_path: str | None, system: str | None) -> list[
     return lines
 
 
+def ollama_parameters(model: Model, num_ctx: int | None = None) -> dict[str, Any]:
+    """The parameters every Ollama form of the model carries (Modelfile, create, the
+    hub's params file): stop on end of turn, Gemma 3's sampling, the context."""
+    num_ctx = num_ctx or model.default_num_ctx
+    if num_ctx < 1:
+        raise BorealisError(f"num_ctx must be a positive number of tokens, not {num_ctx}")
+    if num_ctx > model.context_length:
+        raise BorealisError(
+            f"num_ctx {num_ctx} is over {model.name}'s context length "
+            f"{model.context_length}: choose at most {model.context_length}"
+        )
+    return {
+        "stop": [CHAT_FORMAT.end_of_turn],
+        "temperature": SAMPLING.temperature,
+        "top_k": SAMPLING.top_k,
+        "top_p": SAMPLING.top_p,
+        "num_ctx": num_ctx,
+    }
+
+
+def hub_files(model: Model) -> dict[str, str]:
+    """The files a hub repo can carry for Ollama, which it then uses instead of its own
+    guess (the hub's Ollama documentation): `template`, a Go template, and `params`,
+    JSON with Modelfile parameter names. The same template and parameters as our
+    Modelfiles. No `system` file: Borealis needs no system prompt. The template file
+    holds exactly the template: a trailing newline would end up in every prompt."""
+    return {
+        "template": ollama_template(),
+        "params": json.dumps(ollama_parameters(model), indent=2) + "\n",
+    }
+
+
+def write_hub_files(directory: Path) -> list[Path]:
+    """Every repo's hub files, in DIRECTORY/<owner>/<repo>/."""
+    from borealis_local.catalog import MODELS
+
+    written = []
+    for model in MODELS:
+        folder = directory / model.gguf_repo
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in hub_files(model).items():
+            (folder / name).write_text(text)
+            written.append(folder / name)
+    return written
+
+
 def render_modelfile(
     model: Model,
     *,
@@ -69,14 +118,8 @@ def render_modelfile(
         source = from_path
     else:
         source = model.hub_reference(quant)
-    num_ctx = num_ctx or model.default_num_ctx
-    if num_ctx < 1:
-        raise BorealisError(f"num_ctx must be a positive number of tokens, not {num_ctx}")
-    if num_ctx > model.context_length:
-        raise BorealisError(
-            f"num_ctx {num_ctx} is over {model.name}'s context length "
-            f"{model.context_length}: choose at most {model.context_length}"
-        )
+    parameters = ollama_parameters(model, num_ctx)
+    num_ctx = parameters["num_ctx"]
     kv_gib = model.shape.kv_cache_bytes(num_ctx) / GiB
     lines = _header(model, from_path=from_path, system=system)
     lines += [
@@ -86,11 +129,11 @@ def render_modelfile(
         f"TEMPLATE {_triple_quoted(ollama_template(), 'the template')}",
         "",
         "# Gemma 3 ends every turn with this token.",
-        f'PARAMETER stop "{CHAT_FORMAT.end_of_turn}"',
+        *(f'PARAMETER stop "{stop}"' for stop in parameters["stop"]),
         f"# Sampling: {SAMPLING.source}.",
-        f"PARAMETER temperature {SAMPLING.temperature:g}",
-        f"PARAMETER top_k {SAMPLING.top_k}",
-        f"PARAMETER top_p {SAMPLING.top_p:g}",
+        f"PARAMETER temperature {parameters['temperature']:g}",
+        f"PARAMETER top_k {parameters['top_k']}",
+        f"PARAMETER top_p {parameters['top_p']:g}",
         "# Context: Ollama's default (4096 on most machines) silently cuts long prompts from the",
         f"# front, retrieved documents first. {num_ctx} tokens "
         f"(the model takes {model.context_length}) need about",

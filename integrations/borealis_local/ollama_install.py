@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from borealis_local import templates
-from borealis_local.catalog import CHAT_FORMAT, DEFAULT_QUANT, SAMPLING, Model
+from borealis_local.catalog import DEFAULT_QUANT, Model
 from borealis_local.errors import BackendError, BorealisError, InvalidModelFileError
-from borealis_local.modelfile import license_text
+from borealis_local.modelfile import license_text, ollama_parameters
 from borealis_local.runtime.ollama import ollama_host, translate_error
 
 
@@ -69,7 +69,7 @@ def create_model(
                 tag,
                 template=templates.ollama_template(),
                 license=license_text(model),
-                parameters=_model_parameters(model, num_ctx),
+                parameters=ollama_parameters(model, num_ctx),
                 stream=True,
                 **source,
             )
@@ -77,16 +77,6 @@ def create_model(
                 yield CreateProgress(part.status or "", part.completed, part.total)
     finally:
         client.close()
-
-
-def _model_parameters(model: Model, num_ctx: int | None) -> dict[str, Any]:
-    return {
-        "stop": [CHAT_FORMAT.end_of_turn],
-        "temperature": SAMPLING.temperature,
-        "top_k": SAMPLING.top_k,
-        "top_p": SAMPLING.top_p,
-        "num_ctx": num_ctx or model.default_num_ctx,
-    }
 
 
 def _check_gguf(path: Path, model: Model) -> None:

@@ -10,7 +10,9 @@ One job per module, each importing only those above it in this list:
 - `remote`: what the hub publishes about a GGUF (size, SHA-256, sibling files), and the
   hub's errors as ours, each saying what to do.
 - `record`: the record of verified files, so an unchanged file is not hashed again.
+- `signing`: the National Library's signature scheme, checked with `cryptography`.
 - `verification`: `verify`, a local GGUF's hash, header and signature.
+- `repo_verification`: `verify_repo`, a whole downloaded repo against its manifest.
 - `download`: `pull`, a resumable download into the hub's cache or a folder.
 - `inventory`: the Borealis files on this machine and in Ollama, and llama-server's
   preset for a pulled file.
@@ -30,13 +32,10 @@ from borealis_local.hub.inventory import LocalFile, llama_server_preset, local_f
 from borealis_local.hub.licences import accept_license, license_accepted, require_license
 from borealis_local.hub.record import recorded_state
 from borealis_local.hub.remote import RemoteFile, remote_file
+from borealis_local.hub.repo_verification import RepoVerification, verify_repo
+from borealis_local.hub.signing import SignatureCheck
 from borealis_local.hub.verification import Verification, catalog_file, verify
-from borealis_local.licences import license_prompt
 from borealis_local.paths import state_dir
-
-# cli.py asks with `hub.license_text`: that is the prompt (license_prompt), not the
-# Modelfile's LICENSE block, which is borealis_local.licences.license_text.
-license_text = license_prompt
 
 __all__ = [
     "ChecksumMismatchError",
@@ -47,12 +46,12 @@ __all__ = [
     "LocalFile",
     "Pulled",
     "RemoteFile",
+    "RepoVerification",
+    "SignatureCheck",
     "Verification",
     "accept_license",
     "catalog_file",
     "license_accepted",
-    "license_prompt",
-    "license_text",
     "llama_server_preset",
     "local_files",
     "ollama_models",
@@ -62,4 +61,5 @@ __all__ = [
     "require_license",
     "state_dir",
     "verify",
+    "verify_repo",
 ]

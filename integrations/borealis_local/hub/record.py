@@ -68,3 +68,20 @@ def recorded_state(path: Path) -> RecordedState:
     if not unchanged(entry, path) or not entry.get("expected_sha256"):
         return "not verified"
     return "verified" if entry["sha256"] == entry["expected_sha256"] else "hash mismatch"
+
+
+# -- the trusted signing root ------------------------------------------------------------
+
+TRUST_FILE = "trusted-root.json"
+
+
+def trusted_root() -> dict[str, Any] | None:
+    """The pinned root of the National Library's signing chain: {"sha256", "how",
+    "repo", "pinned_at"}, or None before the first verified signature."""
+    entry = load_state(TRUST_FILE)
+    return entry if isinstance(entry.get("sha256"), str) else None
+
+
+def pin_root(sha256: str, how: str, repo: str) -> None:
+    """Trust this root from now on (first use, or --trust-root)."""
+    save_state(TRUST_FILE, {"sha256": sha256, "how": how, "repo": repo, "pinned_at": now()})

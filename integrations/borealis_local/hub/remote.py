@@ -78,6 +78,18 @@ def remote_file(
     )
 
 
+def fetch_repo_file(remote: RemoteFile, filename: str, model: Model,
+                    token: str | None = None) -> bytes:
+    """A small file of the repo at the revision `remote` describes (the signing files),
+    through the hub's cache like every download."""
+    from huggingface_hub import hf_hub_download
+
+    with hub_errors(model, filename):
+        path = hf_hub_download(remote.repo, filename, revision=remote.revision, token=token)
+    with open(path, "rb") as file:
+        return file.read()
+
+
 @contextmanager
 def hub_errors(model: Model, filename: str) -> Iterator[None]:
     """The hub's errors as ours, each saying what to do."""

@@ -1,5 +1,6 @@
 """Verifying a local GGUF: its SHA-256 against a published one, its header against the
-catalog, and the repo's signature.
+catalog, and the repo's signature; and a whole downloaded repo against its signed
+manifest (`verify_repo`).
 
 A file's SHA-256 is compared with the hub's LFS metadata for that file at the revision
 it came from (`HfApi.model_info(files_metadata=True)`), or with a hash the user gives;
@@ -7,9 +8,11 @@ offline, with the published hash recorded when the hub was last asked. The resul
 into the record of verified files (`record`), so the next verify of an unchanged file
 does not read it again. The GGUF header is checked too (`runtime.gguf_check`:
 architecture, completeness; the quant the file name states; the layer count and, where
-the catalog knows it, the size). Signatures: a repo file ending in .sig / .sigstore /
-.sigstore.json is reported, never trusted unchecked; a repo without one is "unsigned".
-Nothing here says "verified" unless the hash matched.
+the catalog knows it, the size). Signatures: the National Library's scheme (a signed
+SHA256SUMS manifest and a certificate chain in `signing/`) is checked in full by
+`signing`, the root pinned on first use; an OpenSSF model-signing file (`model.sig`)
+is reported, never trusted unchecked; a repo with neither is "unsigned". Nothing here
+says "verified" unless the hash matched, and a signature that fails fails the verify.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import hashlib
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +34,14 @@ from borealis_local.errors import (
     UnknownModelError,
 )
 from borealis_local.hub import record
-from borealis_local.hub.remote import RemoteFile, remote_file
+from borealis_local.hub.remote import RemoteFile, fetch_repo_file, remote_file
+from borealis_local.hub.signing import (
+    SignatureCheck,
+    SigningFiles,
+    check_listing,
+    check_signature,
+    failed,
+)
 
 SIGNING_NOT_INSTALLED = "model-signing is not installed (pip install model-signing)"
 _HASH_CHUNK = 16 * 1024 * 1024
@@ -60,8 +70,11 @@ class Verification:
     problems: tuple[str, ...] = ()
     """Header, size and quant problems."""
     signature: str = "not checked"
+    """The signature's verdict in one line."""
     model: str | None = None
     """`borealis-4b:Q4_K_M` when the file name is a catalog name."""
+    signature_check: SignatureCheck | None = None
+    """The National Library's signature, where the repo has one and it could be asked."""
 
     @property
     def hash_status(self) -> HashStatus:
@@ -71,7 +84,8 @@ class Verification:
 
     @property
     def verified(self) -> bool:
-        return self.hash_status == "match" and not self.problems
+        signature_failed = self.signature_check is not None and not self.signature_check.verified
+        return self.hash_status == "match" and not self.problems and not signature_failed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +94,7 @@ class Verification:
             "expected_sha256": self.expected_sha256, "expected_source": self.expected_source,
             "hash": self.hash_status, "rehashed": self.rehashed, "header": self.header,
             "problems": list(self.problems), "signature": self.signature,
+            "signature_check": self.signature_check.to_dict() if self.signature_check else None,
         }  # fmt: skip
 
 
@@ -89,12 +104,14 @@ def verify(
     sha256: str | None = None,
     rehash: bool = False,
     token: str | None = None,
+    trust_root: str | None = None,
 ) -> Verification:
     """Verify a local GGUF, named by path or catalog name (`borealis-4b:Q8_0`).
 
     Against `sha256` when given (no request is made); else against the hub's LFS
     metadata for a catalog file, at the revision it was downloaded from; offline,
-    against the hash recorded when the hub was last asked.
+    against the hash recorded when the hub was last asked. `trust_root` (a SHA-256)
+    pins the signing root instead of trusting the first one seen.
     """
     path, model, quant = _resolve_target(target)
     expected = _hex_sha256(sha256) if sha256 else None
@@ -104,7 +121,8 @@ def verify(
             remote = remote_file(model, quant, revision=_snapshot_revision(path), token=token)
         except HubUnreachableError:
             remote = None  # the record may still know the published hash
-    return verify_path(path, model, quant, remote=remote, given=expected, rehash=rehash)
+    return verify_path(path, model, quant, remote=remote, given=expected, rehash=rehash,
+                       token=token, trust_root=trust_root)
 
 
 def catalog_file(filename: str) -> tuple[Model, str] | None:
@@ -159,8 +177,10 @@ def _snapshot_revision(path: Path) -> str | None:
 def verify_path(
     path: Path, model: Model | None, quant: str | None, *,
     remote: RemoteFile | None = None, given: str | None = None, rehash: bool = False,
+    token: str | None = None, trust_root: str | None = None,
 ) -> Verification:
-    """Verify `path` against `given`, else `remote`, else the record; record the result."""
+    """Verify `path` against `given`, else `remote`, else the record; record the result;
+    check the repo's signature where `remote` lists one."""
     size = path.stat().st_size
     header, problems = _check_header(path, model, quant, size, remote)
     stored = record.stored(path)
@@ -171,11 +191,16 @@ def verify_path(
         record.remember(path, actual, expected, source)
     elif not unchanged:  # a new hash; the published one recorded earlier still holds
         record.remember(path, actual, *(record.published(stored) if stored else (None, None)))
+    check = None
+    files = SigningFiles.find(remote.repo_files) if remote is not None else None
+    if files is not None and model is not None:
+        check = signature_of(files, remote, model, path.name, actual, token, trust_root)
     return Verification(
         path=path, size=size, sha256=actual, expected_sha256=expected,
         expected_source=source, rehashed=not unchanged, header=header,
-        problems=tuple(problems), signature=_signature_status(remote, given),
-        model=f"{model.name}:{quant}" if model else None,
+        problems=tuple(problems),
+        signature=check.summary if check else _signature_status(remote, given),
+        model=f"{model.name}:{quant}" if model else None, signature_check=check,
     )  # fmt: skip
 
 
@@ -233,6 +258,62 @@ def _check_header(
         f"{info.file_type or 'no stated quantisation'}"
     )
     return header, problems
+
+
+def signature_of(
+    files: SigningFiles, remote: RemoteFile, model: Model, filename: str, sha256: str,
+    token: str | None, trust_root: str | None,
+) -> SignatureCheck:
+    """The National Library's signature over the repo's manifest, and this file in it."""
+    from borealis_local.errors import HubError
+
+    if files.missing:
+        return failed("files", f"{remote.repo} has {', '.join(files.present)} in signing/, "
+                      f"but no {' and no '.join(files.missing)}")
+    try:
+        manifest, signature, *chain = (
+            fetch_repo_file(remote, name, model, token)
+            for name in (files.manifest, files.signature, *files.chain)
+        )
+    except HubError as error:
+        return SignatureCheck("not checked", f"not checked: the signing files could not be "
+                              f"fetched ({error})")
+    check = checked_and_pinned(manifest, signature, chain, trust_root, remote.repo)
+    return check_listing(check, filename, sha256)
+
+
+def checked_and_pinned(manifest: bytes, signature: bytes, chain: list[bytes],
+                       trust_root: str | None, repo: str) -> SignatureCheck:
+    """Checks 2 to 6 (`signing`), against the root given or pinned; a first verified
+    chain pins its root."""
+    expected = root_to_expect(trust_root)
+    return trusted(check_signature(manifest, signature, chain, trusted_root=expected),
+                   trust_root, repo)
+
+
+def root_to_expect(trust_root: str | None) -> str | None:
+    """The root SHA-256 a chain must have: the one given, else the pinned one."""
+    if trust_root is not None:
+        return _hex_sha256(trust_root)
+    pinned = record.trusted_root()
+    return pinned["sha256"] if pinned else None
+
+
+def trusted(check: SignatureCheck, trust_root: str | None, repo: str) -> SignatureCheck:
+    """Pin a verified chain's root: explicitly, or on first use; say which."""
+    if not check.verified:
+        return check
+    pinned = record.trusted_root()
+    if trust_root is not None:
+        how = "root given with --trust-root"
+    elif pinned is None:
+        how = "root pinned now (first use: later verifies expect this root)"
+    else:
+        return replace(check, root_pinned=f"root pinned {pinned['how']}",
+                       summary=f"{check.summary}, the root pinned {pinned['pinned_at']}")
+    record.pin_root(check.root_sha256, "with --trust-root" if trust_root else "on first use",
+                    repo)
+    return replace(check, root_pinned=how, summary=f"{check.summary}, {how}")
 
 
 def _signature_status(remote: RemoteFile | None, given: str | None) -> str:

@@ -2,7 +2,7 @@
 natively for async ones. (`borealis_local.ollama_install` installs Borealis into Ollama.)
 
 Models are named as Ollama names them: `borealis:4b` (made by `borealis create 4b`) or
-`hf.co/NbAiLab/borealis-4b-gguf:Q4_K_M`. Chat goes to /api/chat, where the model's own
+`huggingface.co/NbAiLab/borealis-4b-gguf:Q4_K_M`. Chat goes to /api/chat, where the model's own
 TEMPLATE (ours: `templates.ollama_template()`) renders the messages; a raw completion
 goes to /api/generate with `raw=True`, so no template touches it.
 
@@ -540,7 +540,7 @@ def install_hint(tag: str) -> str:
         if tag.lower() == model.ollama_tag:
             variant = " --variant open" if model.variant == "open" else ""
             return f"run `borealis create {model.size}{variant}`"
-    if tag.lower().startswith("hf.co/"):
+    if tag.lower().startswith(("hf.co/", "huggingface.co/")):
         return f"run `ollama pull {tag}`, or `borealis create SIZE` to install Borealis"
     return (
         f"run `borealis create SIZE --name {tag}` to install Borealis under that name "
