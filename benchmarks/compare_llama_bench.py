@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name, label = (args.model, None) if args.model else first_run_model(pull=False)
     target = measure.resolve_target(name)
-    if target.runtime != "llama.cpp":
+    if not target.in_process:
         sys.exit(f"{name} is not a local GGUF: llama-bench runs GGUF files only")
     if args.n_gpu_layers is None:
         args.n_gpu_layers = -1 if measure.gpu_build() else 0
