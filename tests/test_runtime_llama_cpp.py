@@ -16,6 +16,7 @@ import pytest
 from borealis_local import templates
 from borealis_local.catalog import CHAT_FORMAT
 from borealis_local.errors import (
+    BackendError,
     ContextOverflowError,
     InvalidModelFileError,
     InvalidRequestError,
@@ -334,3 +335,16 @@ def test_text_that_spells_control_tokens_cannot_forge_a_turn(backend):
     for token_id in (CHAT_FORMAT.start_of_turn_id, CHAT_FORMAT.end_of_turn_id):
         assert evaluated.count(token_id) == reference.count(token_id)
     assert evaluated.count(CHAT_FORMAT.bos_id) == 1
+
+
+def test_a_file_llama_cpp_cannot_load_fails_with_llama_cpps_reason(tmp_path, capfd):
+    from hub_support import make_gguf
+
+    # A complete GGUF header, so the header check passes, but no Gemma 3 hyperparameters.
+    broken = make_gguf(tmp_path / "no-hyperparameters.gguf")
+    capfd.readouterr()
+    with pytest.raises(BackendError, match="could not open") as error:
+        LlamaCppBackend(broken, n_ctx=256, n_threads=2)
+    # llama.cpp's own reason reaches the message, and its log did not reach the terminal.
+    assert "key not found in model" in str(error.value)
+    assert "llama_model_loader" not in "".join(capfd.readouterr())

@@ -76,7 +76,13 @@ def text_since(position: int) -> str:
 
 
 def recent(lines: int = 12) -> str:
-    """The last few log lines, for an error message that needs llama.cpp's reason."""
+    """llama.cpp's reason for a failure: its error lines among the last log lines, or,
+    when it logged none, the last few lines."""
     with _lock:
-        tail = "".join(text for _, text in list(_lines)[-lines * 4:])
-    return "\n".join(tail.strip().splitlines()[-lines:])
+        tail = "".join(text for _, text in list(_lines)[-lines * 8:])
+    last = tail.strip().splitlines()
+    errors = [line for line in last if any(w in line.lower() for w in _ERROR_WORDS)]
+    return "\n".join((errors or last)[-lines:])
+
+
+_ERROR_WORDS = ("error", "failed", "unable", "cannot", "invalid")
