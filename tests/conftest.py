@@ -80,3 +80,40 @@ def llama_cpp():
     except ImportError:
         require(False, "llama-cpp-python is not installed (bash .ci/setup builds it)")
     return llama_cpp
+
+
+# -- the Ollama test double ------------------------------------------------------------
+
+# The Ollama versions tests/ollama_double.py plays (its PROFILES).
+OLLAMA_PROFILES = ("ollama-0.24", "ollama-0.30")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "ollama_profile(name): the test is about one Ollama profile of the test double; "
+        "it runs only against that one",
+    )
+
+
+@pytest.fixture(scope="module", params=OLLAMA_PROFILES)
+def ollama_profile(request) -> str:
+    """The Ollama version the test double plays: a module's double takes it, so each of
+    its tests runs against every profile (or the one its ollama_profile mark names)."""
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect a test marked ollama_profile(X) in the runs for the other profiles."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("ollama_profile")
+        callspec = getattr(item, "callspec", None)
+        profile = callspec.params.get("ollama_profile") if callspec else None
+        if marker is not None and profile is not None and profile != marker.args[0]:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

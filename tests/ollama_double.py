@@ -7,6 +7,59 @@ the runners), on 127.0.0.1 only, and answers with REAL inference: llama-cpp-pyth
 real Gemma 3 GGUF, and the model's Go TEMPLATE rendered by Go's own text/template
 (tests/gotmpl/render.go, the `go_renderer` fixture) as Ollama renders it.
 
+Two profiles, `profile=` (PROFILES), each traced to the Ollama source it follows (the
+tags as in github.com/ollama/ollama; file:function named where it is decided):
+
+- "ollama-0.24" (the default): Ollama v0.12.6-v0.24.0, with its own Go runners
+  (runner/ollamarunner, runner/llamarunner at v0.24.0). A prompt of more than num_ctx
+  tokens under "truncate": false gets 400 "the input length exceeds the context length";
+  with truncation on the runner keeps num_keep tokens and cuts the front of the rest to
+  num_ctx. Every prompt is evaluated afresh (no prompt cache; see _Run). A change of
+  num_ctx reloads the runner (server/sched.go needsReload compares the runner options).
+- "ollama-0.30": Ollama v0.30.0 (2026-06-01) and later, which serve every GGUF model
+  through upstream llama-server (llm/llama_server.go at v0.30.0):
+  - llama-server refuses a prompt that fills its slot: `>=` num_ctx tokens (the comment in
+    llamaServerRunner.completionPromptForRequest). Its error body is passed through as
+    Ollama's message (statusErrorMessage, then server/routes.go GenerateHandler/ChatHandler
+    send gin.H{"error": serr.ErrorMessage, "status": serr.StatusCode}), so the HTTP body
+    is {"error": "<llama-server's JSON as a string>"}, status 400; the inner object is
+    {"error": {"code": 400, "message": "request (N tokens) exceeds the available context
+    size (M tokens), try increasing it", "type": "exceed_context_size_error",
+    "n_prompt_tokens": N, "n_ctx": M}} (the llama-server wording is the one
+    llm/llama_server_test.go at v0.30.0 quotes; code/type/n_prompt_tokens/n_ctx as issue
+    16 read them).
+  - With truncation on, Ollama cuts the token list itself to num_ctx - 1 (one token of
+    headroom), keeping num_keep (completionPromptForRequest), skipping the cut when the
+    prompt has fewer characters than num_ctx.
+  - `shift` is a load-time setting: resolveContextShift (server/sched.go) gives the
+    request's shift, else on when num_ctx < 8192; a request whose context shift or
+    num_ctx differs from the loaded runner's reloads it (runnerRef.needsReload). The
+    double counts reloads (`reloads`) and drops its prompt cache on each.
+  - Prompt caching: llama-server gets "cache_prompt": shift (llm/llama_server.go
+    Completion, CachePrompt: req.Shift; routes.go passes req.Shift == nil || *req.Shift),
+    and Ollama's prompt_eval_count is llama-server's timings.prompt_n: only the prompt
+    tokens evaluated, not the cached ones. The double keeps the KV cache of the last
+    request and reuses its longest common prefix, as llama-server's slot does.
+  Not confirmed in the source read (v0.30.0, v0.33.0-rc2): issue 16's 400 "the prompt is
+  longer than the context length currently available" (truncation on, no context shift)
+  does not occur in Ollama's Go code at those tags; the double never sends it by itself
+  (`fail_next` can).
+
+Both profiles (the same code at v0.24.0 and v0.30.0):
+- keep_alive is an api.Duration (api/types.go Duration.UnmarshalJSON): a number of
+  seconds (negative: forever) or a Go time.ParseDuration string; anything else is 400
+  with Go's error ('time: missing unit in duration "300"').
+- /api/show's modelfile has a FROM line for the model, then one per projector
+  (server/images.go, Model.String: the projectors are "model" commands); a GGUF whose
+  metadata says it is a projector (general.type "projector", or vision.block_count
+  without block_count: server/create.go ggufLayers) becomes a projector layer.
+- /api/create keeps typical_p like any parameter, and a LICENSE given with `from` is
+  added to the base model's (server/create.go setLicense appends a layer).
+- /api/ps context_length is the loaded runner's num_ctx (routes.go PsHandler,
+  llama.ContextLength()).
+- repeat_penalty's default is 1.1 (api/types.go DefaultOptions at v0.24.0 and v0.30.0;
+  1.0 from v0.32.10).
+
 Faithful to Ollama:
 - /api/chat and /api/generate (raw or templated) stream NDJSON over chunked HTTP/1.1,
   or answer one JSON object with "stream": false; the last part carries done,
@@ -16,8 +69,8 @@ Faithful to Ollama:
 - Errors before any output are an HTTP status with {"error": "..."}, with Ollama's own
   wording: 404 "model 'x' not found", 400 "model is required", 500 'option "x" must be
   of type float32' (options are type-checked as api.Options.FromMap does; unknown ones
-  are ignored), 400 "the input length exceeds the context length". An error after
-  output started is an {"error": "..."} line.
+  are ignored), the profile's overflow error. An error after output started is an
+  {"error": "..."} line in the 200 answer (routes.go streamResponse).
 - Options: Ollama's defaults, then the model's parameters, then the request's (a
   request's stop replaces the model's). Generation follows the runner: stop at an
   end-of-generation token, at a stop string (cut out of the text), or after num_predict
@@ -25,8 +78,10 @@ Faithful to Ollama:
 - The silent fit to num_ctx: with truncate unset or true, the oldest messages are
   dropped (system messages and the last message are kept) while the rendered prompt
   is longer than num_ctx, then the runner cuts the token list's front after num_keep
-  tokens; with "truncate": false nothing is dropped and an over-long prompt gets 400.
-  "shift": false ends an answer that fills num_ctx with done_reason "length".
+  tokens (the profile says how); with "truncate": false nothing is dropped and an
+  over-long prompt gets the profile's 400. Context shift off ("shift": false, or in
+  0.30 a runner loaded without it) ends an answer that fills num_ctx with done_reason
+  "length".
   `understands_truncate = False` makes the double ignore both fields, as Ollama did
   before they existed.
 - /api/create (from uploaded GGUF files or an existing model; template, parameters,
@@ -38,11 +93,15 @@ Faithful to Ollama:
 Simplified: one model is loaded per GGUF with a fixed `n_ctx` (num_ctx is enforced
 logically, so a num_ctx above `n_ctx` works while prompt and answer fit `n_ctx`);
 requests are served one at a time (a lock around inference); "shift": true does not
-really shift the KV cache; no registry pulls, images, tools, thinking or embeddings.
+really shift the KV cache; a reload is counted, not done; no registry pulls, images,
+tools, thinking or embeddings.
 
 Test hooks: `requests` records every request (method, path, JSON body);
 `break_next_stream(n, cleanly=False)` ends the next streamed answer after n lines, by
 closing the socket mid-chunk or (cleanly) by ending the stream without its done line;
+`error_next_stream(n, message)` sends an {"error": message} line after n lines, as
+Ollama does when the runner fails mid-answer; `fail_next(status, message)` answers the
+next chat/generate with that error before any output; `reloads` counts runner reloads;
 `same_machine = False` makes /api/show print blob paths that do not exist here, as a
 server on another machine would.
 """
@@ -66,6 +125,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 VERSION = "0.0.0-ollama-double"
+PROFILES = ("ollama-0.24", "ollama-0.30")
+# server/sched.go contextShiftSmallContextLimit (v0.30.0): shift defaults on below it.
+CONTEXT_SHIFT_SMALL_CONTEXT_LIMIT = 8192
+# Go's time.ParseDuration grammar: [-+] then one or more (decimal number, unit); or "0".
+_GO_DURATION = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+|[-+]?0")
+_GO_NUMBER_UNIT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 
 # api.DefaultOptions() (api/types.go); num_ctx is Ollama's default without a GPU.
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -127,6 +192,7 @@ class DoubleModel:
     system: str = ""
     messages: list[dict] = field(default_factory=list)
     modified_at: str = ""
+    projectors: list[str] = field(default_factory=list)  # "sha256:<hex>" of each projector
 
 
 def _now() -> str:
@@ -186,8 +252,17 @@ class OllamaDouble:
     """A test double of the Ollama server (see the module doc); use as a context manager."""
 
     def __init__(
-        self, renderer, *, home: Path | None = None, n_ctx: int = 2048, n_threads: int = 2
+        self,
+        renderer,
+        *,
+        home: Path | None = None,
+        n_ctx: int = 2048,
+        n_threads: int = 2,
+        profile: str = "ollama-0.24",
     ):
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+        self.profile = profile
         self.renderer = renderer
         self.n_ctx = n_ctx
         self.n_threads = n_threads
@@ -200,6 +275,10 @@ class OllamaDouble:
         self.same_machine = True
         self.understands_truncate = True
         self._cut: tuple[int, bool] | None = None
+        self._error_line: tuple[int, str] | None = None
+        self._fail: tuple[int, str] | None = None
+        self.reloads = 0
+        self._runner: dict[str, tuple] = {}  # blob digest -> the loaded runner's settings
         self._state = threading.Lock()  # models, requests, cut
         self._inference = threading.Lock()  # one llama.cpp evaluation at a time
         self._loading = threading.Lock()
@@ -211,7 +290,9 @@ class OllamaDouble:
 
     def __enter__(self) -> OllamaDouble:
         handler = type("Handler", (_Handler,), {"double": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # A listen backlog that holds many concurrent clients (the default is 5).
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+        self._server = server_class(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -244,6 +325,23 @@ class OllamaDouble:
         with self._state:
             cut, self._cut = self._cut, None
             return cut
+
+    def error_next_stream(self, after_lines: int, message: str) -> None:
+        """After `after_lines` lines of the next streamed answer, send {"error": message}
+        and end it, as Ollama does when the runner fails mid-answer (status stays 200)."""
+        with self._state:
+            self._error_line = (after_lines, message)
+
+    def fail_next(self, status: int, message: str) -> None:
+        """Answer the next chat or generate request with `status` and {"error": message}."""
+        with self._state:
+            self._fail = (status, message)
+
+    def _take(self, name: str):
+        with self._state:
+            value = getattr(self, name)
+            setattr(self, name, None)
+            return value
 
     # -- routing ---------------------------------------------------------------------
 
@@ -332,7 +430,8 @@ class OllamaDouble:
         return {"models": [
             {"name": m.name, "model": m.name, "size": self._blob_path(m.digest).stat().st_size,
              "digest": m.digest.removeprefix("sha256:"), "details": self._details(m),
-             "expires_at": _now(), "size_vram": 0, "context_length": self.n_ctx}
+             "expires_at": _now(), "size_vram": 0,
+             "context_length": self._runner.get(m.digest, (self.n_ctx,))[0]}
             for m in models
         ]}  # fmt: skip
 
@@ -372,6 +471,11 @@ class OllamaDouble:
             f"# FROM {model.name}",
             "",
             f"FROM {blobs / ('sha256-' + hexdigest)}",
+        ]
+        # server/images.go Model.String: one more FROM per projector, after the model's.
+        for projector in model.projectors:
+            lines.append(f"FROM {blobs / ('sha256-' + projector.removeprefix('sha256:'))}")
+        lines += [
             f'TEMPLATE """{model.template}"""',
         ]
         if model.system:
@@ -382,6 +486,16 @@ class OllamaDouble:
         lines += [f'LICENSE """{text}"""' for text in model.license]
         return "\n".join(lines) + "\n"
 
+    def _is_projector(self, digest: str) -> bool:
+        """server/create.go ggufLayers (v0.30.0): general.type "projector", or a vision
+        block count without a text one, makes the layer a projector."""
+        info = self._gguf_info(digest)
+        arch = info.get("general.architecture", "")
+        vision = info.get(f"{arch}.vision.block_count", 0)
+        return info.get("general.type") == "projector" or (
+            not info.get(f"{arch}.block_count") and bool(vision)
+        )
+
     def _gguf_info(self, digest: str) -> dict:
         """model_info as Ollama shows it: the GGUF's scalar metadata (read once)."""
         from borealis_local.errors import InvalidModelFileError
@@ -389,7 +503,7 @@ class OllamaDouble:
 
         if digest not in self._info:
             try:
-                info = check_gguf(self._blob_path(digest))
+                info = check_gguf(self._blob_path(digest), architectures=("gemma3", "clip"))
             except InvalidModelFileError:  # not a Gemma 3: Ollama would still show it
                 self._info[digest] = {}
             else:
@@ -433,12 +547,6 @@ class OllamaDouble:
         if not _NAME.match(name):
             raise HTTPFailure(400, "invalid model name")
         parameters = body.get("parameters") or {}
-        if "typical_p" in parameters:
-            raise HTTPFailure(
-                400,
-                "typical_p is deprecated and cannot be set as a model "
-                "parameter; pass it as a request option instead",
-            )
         licence = body.get("license") or []
         licence = [licence] if isinstance(licence, str) else licence
         if not all(isinstance(text, str) for text in licence):
@@ -452,9 +560,11 @@ class OllamaDouble:
             out.line({"status": status})
         model = DoubleModel(
             name=name.strip(), digest=base.digest, template=template,
-            parameters={**base.parameters, **parameters}, license=licence or base.license,
+            # server/create.go setLicense appends a layer: the base model's licences stay.
+            parameters={**base.parameters, **parameters}, license=base.license + licence,
             system=body.get("system") or base.system,
             messages=body.get("messages") or base.messages, modified_at=_now(),
+            projectors=list(base.projectors),
         )  # fmt: skip
         for layer in (template, json.dumps(model.parameters), *model.license):
             out.line({"status": f"creating new layer sha256:{_sha(layer)}"})
@@ -467,17 +577,21 @@ class OllamaDouble:
     def _create_base(self, body: dict) -> tuple[DoubleModel, list[str]]:
         files, source = body.get("files"), body.get("from")
         if files:
-            if len(files) != 1:
-                raise HTTPFailure(400, "the test double takes one GGUF file")
-            (digest,) = files.values()
-            path = self._blob_path(digest)
-            if not path.exists():
-                raise HTTPFailure(400, f"open {path}: no such file or directory")
-            with path.open("rb") as blob:
-                if blob.read(4) != b"GGUF":
-                    raise HTTPFailure(400, "supplied file was not in GGUF format")
-            base = DoubleModel("", digest.replace("-", ":", 1), "{{ .Prompt }}", {}, [])
-            return base, ["parsing GGUF", f"using existing layer {base.digest}"]
+            models, projectors = [], []
+            for digest in files.values():
+                path = self._blob_path(digest)
+                if not path.exists():
+                    raise HTTPFailure(400, f"open {path}: no such file or directory")
+                with path.open("rb") as blob:
+                    if blob.read(4) != b"GGUF":
+                        raise HTTPFailure(400, "supplied file was not in GGUF format")
+                digest = digest.replace("-", ":", 1)
+                (projectors if self._is_projector(digest) else models).append(digest)
+            if len(models) != 1:
+                raise HTTPFailure(400, "the test double takes one model GGUF (and projectors)")
+            base = DoubleModel("", models[0], "{{ .Prompt }}", {}, [], projectors=projectors)
+            steps = ["parsing GGUF"] + [f"using existing layer {d}" for d in models + projectors]
+            return base, steps
         if source:
             base = self._model(source)
             if base is None:  # Ollama would pull it; the double has no registry
@@ -528,6 +642,8 @@ class OllamaDouble:
         self._infer(h, body, "generate", model, messages, options, grammar, started)
 
     def _inference_setup(self, body: dict):
+        if "keep_alive" in body:  # decoded with the body, before the model is looked up
+            _check_keep_alive(body["keep_alive"])
         name = body.get("model")
         if not isinstance(name, str) or not _NAME.match(name):
             raise HTTPFailure(400, "model is required")
@@ -554,23 +670,31 @@ class OllamaDouble:
         )
 
     def _infer(self, h, body, kind, model, prompt_or_messages, options, grammar, started):
-        truncate, shift = True, True
+        failure = self._take("_fail")
+        if failure is not None:
+            raise HTTPFailure(*failure)
+        truncate, shift = True, None
         if self.understands_truncate:
             truncate = body.get("truncate") is not False
-            shift = body.get("shift") is not False
+            shift = body.get("shift") if isinstance(body.get("shift"), bool) else None
         llm = self._llama(model.digest)
+        context_shift, cache = self._schedule(model.digest, llm, options, shift)
         loaded = time.perf_counter()
         candidates = None
         if not isinstance(prompt_or_messages, str):
             candidates = self._candidate_prompts(model, prompt_or_messages, truncate)
-        out = _Responder(h, streamed=body.get("stream") is not False, cut=self._take_cut())
+        out = _Responder(
+            h, streamed=body.get("stream") is not False, cut=self._take_cut(),
+            error_line=self._take("_error_line"),
+        )  # fmt: skip
         with self._inference:
             if candidates is None:
                 prompt = prompt_or_messages
             else:
                 prompt = _first_that_fits(llm, candidates, options["num_ctx"])
-            tokens = _runner_inputs(llm, prompt, options, truncate)
-            run = _Run(llm, tokens, options, grammar, self._room(tokens, options, shift))
+            tokens = self._runner_inputs(llm, prompt, options, truncate)
+            limit = self._room(tokens, options, context_shift)
+            run = _Run(llm, tokens, options, grammar, limit, cache=cache)
             texts = run.texts()
             try:
                 for text in texts:
@@ -581,7 +705,9 @@ class OllamaDouble:
         final.update(
             total_duration=int((time.perf_counter() - started) * 1e9),
             load_duration=int((loaded - started) * 1e9),
-            prompt_eval_count=len(tokens),
+            # 0.24's runners count every prompt token kept; 0.30 reports llama-server's
+            # timings.prompt_n (llm/llama_server.go): the tokens evaluated, not the cached.
+            prompt_eval_count=run.evaluated if cache else len(tokens),
             prompt_eval_duration=int(run.prompt_ms * 1e6),
             eval_count=run.predicted,
             eval_duration=int(run.eval_ms * 1e6),
@@ -590,9 +716,57 @@ class OllamaDouble:
             final["context"] = tokens + run.generated
         out.last(final)
 
+    def _schedule(self, digest: str, llm, options: dict, shift: bool | None):
+        """The scheduler's part (server/sched.go): the runner's load-time settings, a
+        reload when a request's differ; and whether the prompt cache is used. Returns
+        (context shift on, cache the prompt)."""
+        num_ctx = options["num_ctx"]
+        if self.profile == "ollama-0.24":
+            # v0.24.0: shift is a per-request option of the runner; needsReload compares
+            # the runner options, num_ctx among them. The double caches no prompts.
+            settings, context_shift, cache = (num_ctx,), shift is not False, False
+        else:
+            # v0.30.0 resolveContextShift: the request's shift, else on below 8192.
+            if shift is None:
+                context_shift = 0 < num_ctx < CONTEXT_SHIFT_SMALL_CONTEXT_LIMIT
+            else:
+                context_shift = shift
+            settings = (num_ctx, context_shift)
+            cache = shift is not False  # CachePrompt: req.Shift (nil counts as true)
+        with self._state:
+            previous = self._runner.get(digest)
+            self._runner[digest] = settings
+            if previous is not None and previous != settings:
+                self.reloads += 1
+        if previous is not None and previous != settings:
+            with self._inference:
+                llm.reset()  # a new runner starts with an empty cache
+        return context_shift, cache
+
+    def _runner_inputs(self, llm, prompt: str, options: dict, truncate: bool) -> list[int]:
+        """The tokens the runner evaluates, or the profile's refusal."""
+        tokens = _tokenize(llm, prompt)
+        num_ctx = options["num_ctx"]
+        if self.profile == "ollama-0.24":
+            # v0.24.0 runners' NewSequence: more than num_ctx tokens are cut after the
+            # first num_keep, or refused under truncate=false.
+            if len(tokens) <= num_ctx:
+                return tokens
+            if not truncate:
+                raise HTTPFailure(400, "the input length exceeds the context length")
+            return _cut_front(tokens, options["num_keep"], num_ctx)
+        # v0.30.0 completionPromptForRequest: with truncation on, Ollama itself cuts to
+        # num_ctx - 1 (unless the prompt has fewer characters than num_ctx)...
+        if truncate and num_ctx > 1 and len(prompt) >= num_ctx and len(tokens) > num_ctx - 1:
+            tokens = _cut_front(tokens, options["num_keep"], num_ctx - 1)
+        # ...and llama-server refuses a prompt that fills its slot, its body passed on.
+        if len(tokens) >= num_ctx:
+            raise HTTPFailure(400, llama_server_overflow(len(tokens), num_ctx))
+        return tokens
+
     def _room(self, tokens: list[int], options: dict, shift: bool) -> int:
-        """How many tokens may be generated: num_predict; with shift false, no more than
-        num_ctx holds; and never more than the loaded model's context holds."""
+        """How many tokens may be generated: num_predict; with context shift off, no more
+        than num_ctx holds; and never more than the loaded model's context holds."""
         if len(tokens) > self.n_ctx:
             raise HTTPFailure(
                 500,
@@ -661,18 +835,55 @@ def _first_that_fits(llm, candidates: list[str], num_ctx: int) -> str:
     return candidates[-1]  # the last message alone: the runner cuts it below
 
 
-def _runner_inputs(llm, prompt: str, options: dict, truncate: bool) -> list[int]:
-    """The runner's NewSequence: an over-long prompt loses tokens after the first
-    num_keep, or is refused when truncate is false."""
-    tokens = _tokenize(llm, prompt)
-    num_ctx = options["num_ctx"]
-    if len(tokens) <= num_ctx:
-        return tokens
-    if not truncate:
-        raise HTTPFailure(400, "the input length exceeds the context length")
-    keep = min(options["num_keep"], num_ctx - 1)
-    discard = len(tokens) - num_ctx
+def _cut_front(tokens: list[int], num_keep: int, limit: int) -> list[int]:
+    """Keep the first num_keep tokens, drop the oldest after them to fit `limit`."""
+    keep = min(num_keep, limit - 1) if num_keep >= 0 else limit
+    discard = len(tokens) - limit
     return tokens[:keep] + tokens[keep + discard :]
+
+
+def llama_server_overflow(n_prompt: int, n_ctx: int) -> str:
+    """llama-server's error body for a prompt that does not fit its slot, as Ollama v0.30+
+    passes it on as its message (a JSON text inside Ollama's {"error": ...})."""
+    return json.dumps({"error": {
+        "code": 400,
+        "message": f"request ({n_prompt} tokens) exceeds the available context size "
+                   f"({n_ctx} tokens), try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": n_prompt,
+        "n_ctx": n_ctx,
+    }})  # fmt: skip
+
+
+def go_parse_duration(text: str) -> float:
+    """Seconds, as Go's time.ParseDuration reads `text`; ValueError with Go's message."""
+    if not _GO_DURATION.fullmatch(text):
+        if _GO_NUMBER_UNIT.fullmatch(text):
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        match = re.match(r"[-+]?(?:\d+\.?\d*|\.\d+)([^\d.]+)", text)
+        if match and match.group(1) not in ("ns", "us", "µs", "μs", "ms", "s", "m", "h"):
+            raise ValueError(f'time: unknown unit "{match.group(1)}" in duration "{text}"')
+        raise ValueError(f'time: invalid duration "{text}"')
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60,
+             "h": 3600}  # fmt: skip
+    sign = -1 if text.startswith("-") else 1
+    pairs = re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)", text)
+    return sign * sum(float(number) * units[unit] for number, unit in pairs)
+
+
+def _check_keep_alive(value: Any) -> None:
+    """api.Duration.UnmarshalJSON (api/types.go, v0.24.0 and v0.30.0): a JSON number is
+    seconds; a string goes through time.ParseDuration; other types are refused."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return
+    if isinstance(value, str):
+        try:
+            go_parse_duration(value)
+        except ValueError as error:
+            raise HTTPFailure(400, str(error)) from None
+        return
+    go_type = {bool: "bool", list: "[]interface {}", dict: "map[string]interface {}"}
+    raise HTTPFailure(400, f"Unsupported type: '{go_type.get(type(value), type(value))}'")
 
 
 class _Run:
@@ -680,9 +891,11 @@ class _Run:
     end-of-generation token, at a stop string, or after `limit` tokens; hold back text
     that may be the start of a stop string, or an incomplete UTF-8 character."""
 
-    def __init__(self, llm, tokens, options, grammar, limit: int):
+    def __init__(self, llm, tokens, options, grammar, limit: int, *, cache: bool = False):
         self.llm, self.tokens, self.options, self.grammar = llm, tokens, options, grammar
         self.limit = limit
+        self.cache = cache
+        self.evaluated = len(tokens)  # prompt tokens evaluated (not taken from the cache)
         self.predicted = 0
         self.generated: list[int] = []
         self.done_reason = "length"
@@ -698,16 +911,22 @@ class _Run:
         stops = options["stop"]
         seed = options["seed"] if options["seed"] >= 0 else random.randrange(2**31)
         llm.set_seed(seed)
-        # Evaluate every prompt afresh: reusing a cached prefix changes llama.cpp's batches,
-        # and with them the last bits of the logits, so answers would depend on the
-        # requests before (Ollama reuses its cache; the double stays reproducible).
-        llm.reset()
+        # Profile 0.24: evaluate every prompt afresh (reusing a cached prefix changes
+        # llama.cpp's batches, and with them the last bits of the logits, so answers
+        # depend on the requests before). Profile 0.30 with cache_prompt: as llama-server's
+        # slot, keep the longest prefix shared with the last request (always evaluating
+        # at least one token), so answers DO depend on what came before.
+        feed = self._reuse_prefix() if self.cache else None
+        if feed is None:
+            llm.reset()
+            feed = self.tokens
+        self.evaluated = len(feed)
         llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
         pending = b""
         tokens = llm.generate(
-            self.tokens, top_k=options["top_k"], top_p=options["top_p"],
+            feed, top_k=options["top_k"], top_p=options["top_p"],
             min_p=options["min_p"], temp=options["temperature"],
-            repeat_penalty=options["repeat_penalty"], grammar=self.grammar,
+            repeat_penalty=options["repeat_penalty"], grammar=self.grammar, reset=False,
         )  # fmt: skip
         try:
             for token in tokens:
@@ -738,6 +957,21 @@ class _Run:
             perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
             self.prompt_ms, self.eval_ms = perf.t_p_eval_ms, perf.t_eval_ms
 
+    def _reuse_prefix(self) -> list[int] | None:
+        """The prompt's tokens after the prefix the KV cache already holds, or None when
+        nothing can be reused (the cache is then cleared)."""
+        llm, prompt = self.llm, self.tokens
+        held = list(llm._input_ids[: llm.n_tokens])
+        prefix = 0
+        for a, b in zip(held, prompt[:-1], strict=False):
+            if a != b:
+                break
+            prefix += 1
+        if prefix == 0 or not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
+            return None
+        llm.n_tokens = prefix
+        return prompt[prefix:]
+
 
 def _complete_utf8(data: bytes) -> str | None:
     try:
@@ -759,8 +993,16 @@ class _Responder:
     """Writes an answer as Ollama does: NDJSON lines over chunked transfer, or, with
     "stream": false, one JSON object at the end; and cuts it when told to."""
 
-    def __init__(self, h: _Handler, *, streamed: bool, cut: tuple[int, bool] | None):
+    def __init__(
+        self,
+        h: _Handler,
+        *,
+        streamed: bool,
+        cut: tuple[int, bool] | None,
+        error_line: tuple[int, str] | None = None,
+    ):
         self.h, self.streamed, self.cut = h, streamed, cut
+        self.error_line = error_line
         self.started = False
         self.sent = 0
         self.text: list[str] = []
@@ -781,6 +1023,10 @@ class _Responder:
         self.sent += 1
         if self.cut is not None and self.sent >= self.cut[0]:
             self._cut_now(cleanly=self.cut[1])
+        if self.error_line is not None and self.sent >= self.error_line[0]:
+            self.h.close_connection = True
+            self.error(self.error_line[1])  # routes.go streamResponse: a line, then the end
+            raise _Cut
 
     def _cut_now(self, *, cleanly: bool) -> None:
         self.h.close_connection = True
@@ -893,6 +1139,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, data: bytes, content_type: str | None) -> None:
         self.send_response(status)
+        if self.close_connection:  # say so: a client must not reuse this connection
+            self.send_header("Connection", "close")
         if content_type:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

@@ -14,8 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def double(go_renderer, llama_cpp, tmp_path_factory):
-    with OllamaDouble(go_renderer, home=tmp_path_factory.mktemp("ollama-home")) as server:
+def double(go_renderer, llama_cpp, tmp_path_factory, ollama_profile):
+    """The double in each profile (conftest.py ollama_profile: Ollama 0.24 and 0.30)."""
+    home = tmp_path_factory.mktemp("ollama-home")
+    with OllamaDouble(go_renderer, home=home, profile=ollama_profile) as server:
         yield server
 
 

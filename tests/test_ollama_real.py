@@ -35,6 +35,7 @@ QUESTION = [{"role": "user", "content": "Hva er hovedstaden i Norge?"}]
 STORY = "Det var en gang"
 
 ollama = pytest.importorskip("ollama")
+httpx = pytest.importorskip("httpx")
 
 pytestmark = [
     pytest.mark.ollama,
@@ -70,9 +71,11 @@ def test_chat_streams_and_ends_with_usage_and_timings(backend):
     assert last.timings.ttft_ms > 0
 
 
-def test_prompt_tokens_equal_our_count_when_the_blob_is_readable_here(client, backend):
+def test_prompt_tokens_equal_our_count_when_the_blob_is_readable_here(client):
     """Ollama's Go template and our Jinja template give the same tokens (the parity tests
-    prove it with Go's engine; this checks it against Ollama itself)."""
+    prove it with Go's engine; this checks it against Ollama itself). The first FROM is
+    the model's GGUF (projectors follow it). shift=false keeps Ollama 0.30+'s prompt
+    cache off, so prompt_eval_count is the whole prompt."""
     blob = next(
         (line[5:].strip() for line in client.show(TAG).modelfile.splitlines()
          if line.startswith("FROM ")),
@@ -81,8 +84,11 @@ def test_prompt_tokens_equal_our_count_when_the_blob_is_readable_here(client, ba
     if not blob or not os.access(blob, os.R_OK):
         pytest.skip("Ollama's blobs are not readable here")
     pytest.importorskip("llama_cpp")
-    result = backend.chat(QUESTION, max_tokens=1)
-    assert result.usage.prompt_tokens == gguf_token_counter(blob)(templates.render(QUESTION))
+    body = {"model": TAG, "messages": QUESTION, "stream": False, "shift": False,
+            "truncate": False, "options": {"num_predict": 1}}  # fmt: skip
+    reply = httpx.post(f"{HOST.rstrip('/')}/api/chat", json=body, timeout=TIMEOUT).json()
+    expected = gguf_token_counter(blob)(templates.render(QUESTION))
+    assert reply["prompt_eval_count"] == expected
 
 
 async def test_a_seed_makes_answers_reproducible(backend):
@@ -136,6 +142,24 @@ def test_an_over_long_prompt_is_never_answered_silently(backend):
     with pytest.raises(ContextOverflowError) as error:
         backend.chat(long, num_ctx=256, max_tokens=4)
     assert error.value.n_ctx == 256
+
+
+def test_keep_alive_in_bare_seconds_is_accepted(client):
+    """Ollama refuses the string "300" (Go's time.ParseDuration): it is sent as 300 s."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "OllamaBackend cannot count")
+        with OllamaBackend(TAG, host=HOST, timeout=TIMEOUT, keep_alive="300") as kept:
+            assert kept.chat(QUESTION, max_tokens=1).usage.completion_tokens >= 0
+
+
+def test_ollamas_own_refusal_is_a_context_overflow(client):
+    """A tokenizer that undercounts lets the prompt reach Ollama, which refuses it in its
+    version's words (0.24's runners, or llama-server's body on 0.30+)."""
+    long = [{"role": "user", "content": " ".join(["ord"] * 600)}]
+    with OllamaBackend(TAG, host=HOST, timeout=TIMEOUT, tokenizer=lambda _: 1) as blind:
+        with pytest.raises(ContextOverflowError) as error:
+            blind.chat(long, num_ctx=256, max_tokens=4)
+    assert error.value.n_ctx == 256 and error.value.prompt_tokens > 256
 
 
 @pytest.mark.skipif(not GGUF, reason="set BOREALIS_OLLAMA_GGUF to a GGUF to test creation")

@@ -2,6 +2,10 @@
 (tests/ollama_double.py): Ollama's REST protocol on 127.0.0.1, real llama.cpp inference
 on the stand-in Gemma 3 270M, and the model's Go template rendered by Go itself.
 
+Every test runs against each profile of the double (`ollama_profile` in conftest.py:
+Ollama v0.12.6-v0.24 with its Go runners, and v0.30+ on llama-server); a test marked
+ollama_profile(X) is about one profile's behaviour and runs against that one only.
+
 The stand-in is a base model: tests assert tokens, structure, stopping, usage and
 errors, never what it says.
 """
@@ -14,9 +18,10 @@ import json
 import socket
 import time
 import warnings
+from datetime import timedelta
 
 import pytest
-from ollama_double import OllamaDouble
+from ollama_double import OllamaDouble, llama_server_overflow
 
 from borealis_local import templates
 from borealis_local.catalog import get_model
@@ -36,6 +41,8 @@ from borealis_local.runtime.ollama import (
     GEMMA3_MAX_TOKEN_BYTES,
     OllamaBackend,
     gguf_token_counter,
+    tokenizer_blob,
+    translate_error,
 )
 
 httpx = pytest.importorskip("httpx")
@@ -55,8 +62,9 @@ NO_TOKENIZER = "ignore:OllamaBackend cannot count"
 
 
 @pytest.fixture(scope="module")
-def double(go_renderer, llama_cpp, tmp_path_factory):
-    with OllamaDouble(go_renderer, home=tmp_path_factory.mktemp("ollama-double")) as server:
+def double(go_renderer, llama_cpp, tmp_path_factory, ollama_profile):
+    home = tmp_path_factory.mktemp("ollama-double")
+    with OllamaDouble(go_renderer, home=home, profile=ollama_profile) as server:
         yield server
 
 
@@ -180,6 +188,9 @@ def test_chat_streams_text_then_usage_and_timings(backend, count_tokens):
 
 async def test_sync_async_and_streamed_answers_agree_under_a_seed(backend):
     settings = dict(temperature=1.0, seed=11, max_tokens=8)
+    # Ollama 0.30+ caches prompts: a seed repeats an answer only from the same cache
+    # state, which a first identical request sets up (as test_ollama_real does).
+    backend.chat(QUESTION, **settings)
     first = backend.chat(QUESTION, **settings)
     again = backend.chat(QUESTION, **settings)
     awaited = await backend.achat(QUESTION, **settings)
@@ -197,6 +208,7 @@ def test_raw_completion_goes_to_generate_untemplated(backend, double, count_toke
 
 
 def test_a_stop_sequence_ends_the_answer(backend):
+    backend.complete(STORY, max_tokens=12, temperature=0)  # the same cache state for both
     full = backend.complete(STORY, max_tokens=12, temperature=0).text
     words = full.split()
     stop = words[len(words) // 2]
@@ -217,7 +229,8 @@ def test_options_reach_ollama_as_a_plain_dict(double, progress):
         "seed": 3, "num_predict": 4, "stop": ["\n\n"], "num_ctx": 1024,
     }  # fmt: skip
     assert body["keep_alive"] == "2m"
-    assert body["truncate"] is False and body["shift"] is False
+    # Counted here, the answer cannot fill the window: shift is left to the server.
+    assert body["truncate"] is False and "shift" not in body
     assert "format" not in body
 
 
@@ -346,6 +359,29 @@ def test_options_ollama_rejects_are_an_invalid_request(double, client, progress)
 # -- the context window --------------------------------------------------------------------
 
 
+CONVERSATION = [
+    {"role": "system", "content": "Svar kort."},
+    {"role": "user", "content": "første " * 60},
+    {"role": "assistant", "content": "Ja."},
+    {"role": "user", "content": "andre " * 60},
+    {"role": "assistant", "content": "Nei."},
+    {"role": "user", "content": "Og nå?"},
+]
+
+
+def _fitted(count_tokens, conversation, num_ctx):
+    """server/prompt.go chatPrompt: the prompt's tokens after dropping the oldest messages
+    (keeping system messages and the last) until it fits; and the full count."""
+
+    def tokens_from(start: int) -> int:
+        kept = [m for m in conversation[:start] if m["role"] == "system"]
+        return count_tokens(templates.render(kept + conversation[start:]))
+
+    full = tokens_from(0)
+    return next(n for n in map(tokens_from, range(len(conversation))) if n <= num_ctx), full
+
+
+@pytest.mark.ollama_profile("ollama-0.24")
 def test_the_double_fits_long_prompts_silently_as_ollama_does(client, progress, count_tokens):
     """What the backend guards against, on the double as on Ollama without truncate=false."""
     conversation = [
@@ -371,6 +407,21 @@ def test_the_double_fits_long_prompts_silently_as_ollama_does(client, progress, 
     assert cut.prompt_eval_count == 128
 
 
+@pytest.mark.ollama_profile("ollama-0.30")
+def test_ollama_030_fits_long_prompts_to_one_token_below_num_ctx(double, progress, count_tokens):
+    """v0.30 drops messages as before, then cuts the tokens to num_ctx - 1 itself
+    (llm/llama_server.go completionPromptForRequest). shift=false keeps the prompt cache
+    off, so prompt_eval_count is the whole prompt."""
+    options = {"num_ctx": 128, "num_predict": 1, "temperature": 0}
+    common = {"model": TAG, "options": options, "stream": False, "shift": False}
+    with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+        reply = http.post("/api/chat", json={**common, "messages": CONVERSATION}).json()
+        cut = http.post("/api/generate", json={**common, "prompt": "ord " * 300, "raw": True})
+    fitted, full = _fitted(count_tokens, CONVERSATION, 128)
+    assert full > 128 and reply["prompt_eval_count"] == fitted < full
+    assert cut.json()["prompt_eval_count"] == 127
+
+
 def test_an_over_long_prompt_is_refused_before_sending(backend, double, count_tokens):
     before = chats_sent(double)
     with pytest.raises(ContextOverflowError, match="was not sent") as error:
@@ -382,19 +433,23 @@ def test_an_over_long_prompt_is_refused_before_sending(backend, double, count_to
     assert chats_sent(double) == before
 
 
-def test_without_a_tokenizer_ollama_refuses_and_we_raise(elsewhere, progress):
+def test_without_a_tokenizer_ollama_refuses_and_we_raise(elsewhere, progress, count_tokens):
     before = chats_sent(elsewhere)
     with OllamaBackend(TAG, host=elsewhere.url, timeout=TIMEOUT) as blind:
-        with pytest.warns(UserWarning, match="tokenizer=PATH"):
-            with pytest.raises(ContextOverflowError, match="exceeds the context length") as error:
+        with pytest.warns(UserWarning, match="not readable here.*tokenizer=PATH"):
+            with pytest.raises(ContextOverflowError, match="Ollama refused the prompt") as error:
                 blind.chat(LONG, num_ctx=256)
         assert error.value.n_ctx == 256 and error.value.prompt_tokens > 256
+        assert last_body(elsewhere)["shift"] is False  # uncounted: never shift the window
+        if elsewhere.profile == "ollama-0.30":  # llama-server's own count, exact
+            assert error.value.prompt_tokens == count_tokens(templates.render(LONG))
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # warned once is enough
             assert blind.chat(QUESTION, max_tokens=2).finish_reason == "length"
     assert chats_sent(elsewhere) == before + 2
 
 
+@pytest.mark.ollama_profile("ollama-0.24")  # 0.30 always reads truncate
 @pytest.mark.filterwarnings(NO_TOKENIZER)
 def test_old_servers_silent_cuts_are_caught_after_the_answer(old_server, progress):
     with OllamaBackend(TAG, host=old_server.url, timeout=TIMEOUT) as blind:
@@ -459,3 +514,270 @@ def test_the_double_verifies_uploaded_blobs(double):
         assert http.head(f"/api/blobs/{right}").status_code == 200
         assert http.post(f"/api/blobs/{right}", content=data).status_code == 200
         assert http.post("/api/blobs/sha256:nope", content=data).status_code == 400
+
+
+# -- what differs between Ollama versions (issue 16) ------------------------------------
+
+
+def _response_error(raw: str, status: int):
+    return ollama.ResponseError(raw, status)
+
+
+class _Budget:  # the fields translate_error reads
+    def __init__(self, n_ctx, counted=None, minimum=10):
+        self.n_ctx, self.counted, self.minimum = n_ctx, counted, minimum
+
+
+@pytest.mark.parametrize(
+    "body, status, prompt_tokens, n_ctx",
+    [
+        # v0.12.6-v0.24 runners; uncounted: the least a refused prompt can be.
+        ('{"error":"the input length exceeds the context length"}', 400, 257, 256),
+        # v0.30+: llama-server's body as Ollama's message, with the exact count.
+        (json.dumps({"error": llama_server_overflow(302, 256)}), 400, 302, 256),
+        # v0.30+ with truncation on and no context shift (issue 16's reading).
+        (
+            '{"error":"the prompt is longer than the context length currently available"}',
+            400,
+            257,
+            256,
+        ),
+        # The same llama-server body as an error line mid-stream (status -1 in the client).
+        (llama_server_overflow(900, 512), -1, 900, 512),
+    ],
+    ids=["0.24", "0.30-nested", "0.30-no-shift", "0.30-mid-stream"],
+)
+def test_every_overflow_form_is_a_context_overflow(body, status, prompt_tokens, n_ctx):
+    error = translate_error(_response_error(body, status), "h", TAG, 1, _Budget(256))
+    assert isinstance(error, ContextOverflowError)
+    assert (error.prompt_tokens, error.n_ctx) == (prompt_tokens, n_ctx)
+    assert "{" not in str(error)  # the message, not the JSON around it
+
+
+def test_an_unrelated_nested_error_keeps_its_message():
+    nested = json.dumps({"error": json.dumps({"error": {"code": 500, "message": "boom"}})})
+    error = translate_error(_response_error(nested, 500), "h", TAG, 1, _Budget(256))
+    assert "boom" in str(error) and not isinstance(error, ContextOverflowError)
+
+
+@pytest.mark.ollama_profile("ollama-0.30")
+def test_ollama_030_refuses_a_prompt_that_fills_the_window(double, progress, count_tokens):
+    """llama-server refuses prompt >= num_ctx (0.24's runners: > num_ctx), its JSON body
+    as Ollama's message."""
+    prompt = "ord " * 40
+    exact = count_tokens("<bos>" + prompt)
+    body = {"model": TAG, "prompt": prompt, "raw": True, "stream": False, "truncate": False,
+            "options": {"num_ctx": exact, "num_predict": 1}}  # fmt: skip
+    with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+        refused = http.post("/api/generate", json=body)
+        body["options"]["num_ctx"] = exact + 1
+        accepted = http.post("/api/generate", json=body)
+    assert refused.status_code == 400
+    inner = json.loads(refused.json()["error"])["error"]
+    assert inner["type"] == "exceed_context_size_error"
+    assert (inner["n_prompt_tokens"], inner["n_ctx"]) == (exact, exact)
+    assert accepted.status_code == 200
+
+
+@pytest.mark.ollama_profile("ollama-0.24")
+def test_ollama_024_accepts_a_prompt_of_exactly_num_ctx(double, progress, count_tokens):
+    prompt = "ord " * 40
+    exact = count_tokens("<bos>" + prompt)
+    body = {"model": TAG, "prompt": prompt, "raw": True, "stream": False, "truncate": False,
+            "options": {"num_ctx": exact, "num_predict": 1}}  # fmt: skip
+    with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+        assert http.post("/api/generate", json=body).json()["prompt_eval_count"] == exact
+        body["options"]["num_ctx"] = exact - 1
+        refused = http.post("/api/generate", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "the input length exceeds the context length"
+
+
+@pytest.mark.ollama_profile("ollama-0.30")
+def test_the_no_context_shift_refusal_is_a_context_overflow(backend, double):
+    double.fail_next(400, "the prompt is longer than the context length currently available")
+    with pytest.raises(ContextOverflowError, match="currently available") as error:
+        backend.chat(QUESTION, max_tokens=2)
+    assert error.value.n_ctx == MODEL.default_num_ctx
+
+
+@pytest.fixture(scope="module")
+def projector(tmp_path_factory):
+    """A tiny vision projector GGUF (architecture clip, no vocabulary)."""
+    import gguf
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("mmproj") / "mmproj.gguf"
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_type("projector")
+    writer.add_vision_block_count(1)
+    writer.add_tensor("v.patch_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def vision_tag(client, progress, projector):
+    """A model with a projector, as Ollama makes it from a model GGUF and an mmproj."""
+    files = {
+        "stand-in.gguf": f"sha256:{STAND_IN_SHA256}",
+        "mmproj.gguf": client.create_blob(projector),
+    }
+    client.create("vision", files=files, template=templates.ollama_template())
+    return "vision"
+
+
+def test_show_lists_the_projector_after_the_model(client, vision_tag):
+    froms = [line for line in client.show(vision_tag).modelfile.splitlines()
+             if line.startswith("FROM ")]  # fmt: skip
+    assert len(froms) == 2 and froms[0].endswith(f"sha256-{STAND_IN_SHA256}")
+
+
+def test_a_model_with_a_projector_is_counted_with_its_own_gguf(double, vision_tag, count_tokens):
+    with OllamaBackend(vision_tag, host=double.url, timeout=TIMEOUT) as seeing:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # counted: no warning
+            result = seeing.chat(QUESTION, max_tokens=2)
+            with pytest.raises(ContextOverflowError, match="was not sent"):
+                seeing.chat(LONG, num_ctx=256)
+    assert result.usage.prompt_tokens == count_tokens(templates.render(QUESTION))
+
+
+def test_the_tokenizer_is_never_a_projector_or_a_file_without_vocabulary(
+    gemma_gguf, projector, tmp_path
+):
+    from hub_support import make_gguf
+
+    bare = make_gguf(tmp_path / "no-vocab.gguf", nbytes=4096)
+    assert tokenizer_blob((str(gemma_gguf), str(projector))) == (str(gemma_gguf), "")
+    assert tokenizer_blob((str(projector), str(gemma_gguf)))[0] == str(gemma_gguf)
+    blob, why = tokenizer_blob((str(projector), str(bare)))
+    assert blob is None and "vision projector" in why and "no vocabulary" in why
+    assert "not readable here" in tokenizer_blob(("/nowhere/sha256-00",))[1]
+
+
+def test_shift_is_sent_only_when_the_answer_could_fill_the_window(backend, double, count_tokens):
+    prompt = count_tokens(templates.render(QUESTION))
+    result = backend.chat(QUESTION, num_ctx=prompt + 3, temperature=0)  # no max_tokens
+    body = last_body(double)
+    assert "shift" not in body and body["options"]["num_predict"] == 3
+    assert result.usage.completion_tokens <= 3
+    double.same_machine = False  # uncounted from here on
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with OllamaBackend(TAG, host=double.url, timeout=TIMEOUT) as blind:
+                blind.chat(QUESTION, max_tokens=2)
+    finally:
+        double.same_machine = True
+    assert last_body(double)["shift"] is False
+
+
+@pytest.mark.ollama_profile("ollama-0.30")
+def test_ollama_030_reloads_when_shift_or_num_ctx_differs(double, progress):
+    def generate(**fields):
+        body = {"model": TAG, "prompt": STORY, "raw": True, "stream": False, **fields}
+        with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+            assert http.post("/api/generate", json=body).status_code == 200
+
+    one = {"num_ctx": 1024, "num_predict": 1}
+    generate(options=one)  # shift unset below 8192: context shift on
+    before = double.reloads
+    generate(options=one, shift=True)  # the same setting: no reload
+    assert double.reloads == before
+    generate(options=one, shift=False)
+    generate(options=one)
+    generate(options={**one, "num_ctx": 512})
+    assert double.reloads == before + 3
+
+
+@pytest.mark.ollama_profile("ollama-0.24")
+def test_ollama_024_reloads_only_when_num_ctx_differs(double, progress):
+    def generate(**fields):
+        body = {"model": TAG, "prompt": STORY, "raw": True, "stream": False, **fields}
+        with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+            assert http.post("/api/generate", json=body).status_code == 200
+
+    one = {"num_ctx": 1024, "num_predict": 1}
+    generate(options=one)
+    before = double.reloads
+    generate(options=one, shift=False)
+    generate(options=one)
+    assert double.reloads == before
+    generate(options={**one, "num_ctx": 512})
+    assert double.reloads == before + 1
+
+
+@pytest.mark.ollama_profile("ollama-0.30")
+def test_ollama_030_caches_prompts_and_counts_only_what_it_evaluates(double, backend, count_tokens):
+    prompt = "Det var en gang en konge som hadde tre døtre, og"
+    full = count_tokens("<bos>" + prompt)
+    body = {"model": TAG, "prompt": prompt, "raw": True, "stream": False,
+            "options": {"num_ctx": MODEL.default_num_ctx, "num_predict": 2}}  # fmt: skip
+    with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+        http.post("/api/generate", json=body)
+        cached = http.post("/api/generate", json=body).json()["prompt_eval_count"]
+        afresh = http.post("/api/generate", json={**body, "shift": False}).json()
+    assert 1 <= cached < full and afresh["prompt_eval_count"] == full
+    # The backend reports the whole prompt, the cached part as cached_tokens.
+    backend.complete(prompt, max_tokens=2)
+    result = backend.complete(prompt, max_tokens=2)
+    assert result.usage.prompt_tokens == full and 0 < result.usage.cached_tokens < full
+
+
+def test_keep_alive_is_sent_as_ollama_reads_it(double, progress):
+    sent = []
+    for given in ("300", "5m", "1h30m", -1, timedelta(minutes=2)):
+        with OllamaBackend(TAG, host=double.url, timeout=TIMEOUT, keep_alive=given) as kept:
+            kept.chat(QUESTION, max_tokens=1)
+        sent.append(last_body(double)["keep_alive"])
+    assert sent == [300, "5m", "1h30m", -1, 120.0]
+    for wrong in ("5 minutes", "300 s", "soon", True):
+        with pytest.raises(InvalidRequestError, match="keep_alive"):
+            OllamaBackend(TAG, host=double.url, keep_alive=wrong)
+
+
+def test_the_double_parses_keep_alive_as_go_does(double, progress):
+    body = {"model": TAG, "prompt": STORY, "raw": True, "stream": False,
+            "options": {"num_predict": 1}}  # fmt: skip
+    with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+        bare = http.post("/api/generate", json={**body, "keep_alive": "300"})
+        unit = http.post("/api/generate", json={**body, "keep_alive": "5x"})
+        fine = http.post("/api/generate", json={**body, "keep_alive": "1m30s"})
+    assert bare.status_code == 400 and bare.json()["error"] == (
+        'time: missing unit in duration "300"'
+    )
+    assert unit.status_code == 400 and "unknown unit" in unit.json()["error"]
+    assert fine.status_code == 200
+
+
+@pytest.mark.parametrize("streamed", ["sync", "async"])
+async def test_an_error_line_mid_stream_is_stream_interrupted(backend, double, streamed):
+    message = "llama runner process has terminated: exit status 2"
+    double.error_next_stream(2, message)
+    received = []
+    with pytest.raises(StreamInterruptedError, match=message):
+        if streamed == "sync":
+            for chunk in backend.stream_complete(STORY, max_tokens=16, temperature=0):
+                received.append(chunk)
+        else:
+            async for chunk in backend.astream_complete(STORY, max_tokens=16, temperature=0):
+                received.append(chunk)
+    assert received  # text came before the error
+
+
+def test_create_keeps_typical_p_and_adds_a_licence(client, progress):
+    made = client.create("typical", from_=TAG, parameters={"typical_p": 0.9}, license="Mer.")
+    assert made.status == "success"
+    show = client.show("typical")
+    assert "typical_p" in show.parameters
+    assert show.license.startswith(license_text(MODEL)) and show.license.endswith("Mer.")
+
+
+def test_ps_reports_the_runners_num_ctx(backend, client):
+    backend.chat(QUESTION, max_tokens=1, num_ctx=1024)
+    (entry,) = [m for m in client.ps().models if m.model == TAG]
+    assert entry.context_length == 1024

@@ -11,7 +11,15 @@ top_k, top_p, min_p, repeat_penalty, seed, num_predict (= max_tokens), stop, num
 Temperature, top_k and top_p that neither the call nor the model's own parameters set
 get the catalog's SAMPLING, so a model pulled straight from the hub samples like one
 made by `borealis create`. `json_schema` becomes `format=<schema>` (it wins over
-`json_mode`, which becomes `format="json"`). `keep_alive` is passed through.
+`json_mode`, which becomes `format="json"`). `keep_alive` is checked as Ollama reads it
+(api/types.go Duration: a number of seconds, negative for ever, or a Go duration string
+such as "5m" or "1h30m"); a bare number in a string ("300") is sent as that many
+seconds, as Ollama reads OLLAMA_KEEP_ALIVE, since Ollama would refuse it with a 400.
+
+Seeds. Ollama caches prompts (v0.30+ whenever `shift` is not false: llama-server's
+cache_prompt), and a prompt evaluated partly from the cache gives logits that differ in
+their last bits from one evaluated afresh. So the same seed gives the same answer only
+from the same cache state: nothing here promises more.
 
 Usage and timings are Ollama's own: prompt_eval_count and eval_count; load, prompt-eval
 and eval durations (ns -> ms, source "ollama"). Time to first token is measured here,
@@ -31,19 +39,36 @@ start. We never let that pass unnoticed, in three layers:
    gives: tests/test_token_parity.py) and tokenizes them with a Gemma 3 tokenizer: the
    `tokenizer` argument (a callable text -> token count, or the path of a Gemma 3
    GGUF, loaded vocab-only), else the model's GGUF blob when Ollama runs on this
-   machine (the FROM path in /api/show's modelfile) and llama-cpp-python is installed.
-   Without one, a warning says once how to give one.
+   machine and llama-cpp-python is installed. /api/show's modelfile has one FROM per
+   file, the model's first and then one per vision projector (server/images.go): the
+   first that is readable here, has a vocabulary and is not a `clip` projector is the
+   tokenizer. Without one, a warning says once why and how to give one.
 2. Every request asks Ollama to refuse rather than fit: `truncate: false` (no dropped
-   messages, no runner cut: HTTP 400 "the input length exceeds the context length",
-   raised here as ContextOverflowError) and `shift: false` (an answer that fills the
-   window stops with finish_reason "length"). Ollama reads these request fields since
-   late 2025 (api/types.go); older servers ignore them. ollama-python 0.6 has no
-   parameter for them: `ollama_wire` sends them, the one module that touches the
+   messages, no runner cut). Ollama refuses in its version's words, all raised here as
+   ContextOverflowError: v0.12.6-v0.24 "the input length exceeds the context length";
+   v0.30+ llama-server's own body as the message ("request (N tokens) exceeds the
+   available context size (M tokens)", type exceed_context_size_error, with
+   n_prompt_tokens and n_ctx, read here: an exact count even without a tokenizer), or
+   "the prompt is longer than the context length currently available".
+   An answer that fills the window must stop ("length"), not shift it. With the prompt
+   counted, num_predict is bounded to the room left (max_tokens, else num_ctx minus the
+   prompt), so the window cannot fill and `shift` is not sent. Uncounted, `shift: false`
+   is sent, and that has a cost on v0.30+: shift is a load-time setting there
+   (server/sched.go), so a runner loaded by other clients with shift on (the default
+   below num_ctx 8192) is reloaded, and back again for them; and shift false also turns
+   off llama-server's prompt cache for the request (cache_prompt = shift), so the whole
+   prompt is evaluated every time. A tokenizer avoids both. Ollama reads `truncate` and
+   `shift` since late 2025 (api/types.go); older servers ignore them. ollama-python 0.6
+   has no parameter for them: `ollama_wire` sends them, the one module that touches the
    client's private parts.
 3. After the answer, two checks on what Ollama reports, sound on any server version:
-   prompt_eval_count (the prompt tokens the runner kept) reaching num_ctx means the
-   runner cut the prompt or left no room to answer; prompt_eval_count below a lower
-   bound of the prompt's size means messages were dropped. The bound is weak by
+   prompt_eval_count (the prompt tokens the runner kept; on v0.30+ only those it
+   evaluated, the cached ones not counted) reaching num_ctx means the runner cut the
+   prompt or left no room to answer; uncounted, prompt_eval_count below a lower bound
+   of the prompt's size means messages were dropped (counted, layer 1 already proved
+   that nothing needed dropping; and uncounted, shift false keeps v0.30's cache off, so
+   the count is the whole prompt). Usage reports the counted prompt when there is one,
+   the cached part as cached_tokens. The bound is weak by
    necessity: no Gemma 3 token spans more than 31 UTF-8 bytes (measured on the
    vocabulary), so the messages need at least BOS + ceil(bytes / 31) tokens, about a
    tenth of a typical count. So without a tokenizer, an old server (one that ignores
@@ -57,12 +82,14 @@ import importlib.util
 import json
 import math
 import os
+import re
 import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +118,16 @@ OLLAMA_DEFAULT_NUM_CTX = 4096
 # real vocabulary): every token covers at most this much text.
 GEMMA3_MAX_TOKEN_BYTES = 31
 START_HINT = "start it with `ollama serve`, or set OLLAMA_HOST"
-# What Ollama's runner answers to a prompt longer than num_ctx under truncate=false.
-_INPUT_TOO_LONG = "exceeds the context length"
+# How each Ollama version says a prompt does not fit num_ctx (see layer 2 above).
+_INPUT_TOO_LONG = (
+    "exceeds the context length",  # v0.12.6-v0.24 runners; v0.30+ /api/embed
+    "exceeds the available context size",  # v0.30+: llama-server's message
+    "longer than the context length currently available",  # v0.30+, issue 16
+)
+_EXCEED_CONTEXT_TYPE = "exceed_context_size_error"  # llama-server's error type
+# Go's time.ParseDuration: [-+] then (decimal number, unit) one or more times, or "0".
+_GO_DURATION = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+|[-+]?0")
+_SECONDS = re.compile(r"[-+]?\d+")
 
 TokenCounter = Callable[[str], int]
 
@@ -113,7 +148,7 @@ class OllamaBackend(Backend):
         *,
         host: str | None = None,
         options: Options | None = None,
-        keep_alive: float | str | None = None,
+        keep_alive: float | str | timedelta | None = None,
         timeout: float = 120.0,
         tokenizer: TokenCounter | str | os.PathLike | None = None,
     ):
@@ -121,12 +156,13 @@ class OllamaBackend(Backend):
         import ollama
 
         self.host = ollama_host(host)
-        self.keep_alive = keep_alive
+        self.keep_alive = ollama_keep_alive(keep_alive)
         self.timeout = timeout
         # httpx applies the timeout to the connect and to every read: nothing hangs.
         self._client = ollama.Client(host=self.host, timeout=timeout)
         self._tokenizer = _checked_tokenizer(tokenizer)
         self._info: _ModelInfo | None = None
+        self._blob_choice: tuple[str | None, str] | None = None  # (tokenizer GGUF, why not)
         self._warned_no_tokenizer = False
 
     def close(self) -> None:
@@ -215,22 +251,26 @@ class OllamaBackend(Backend):
             return self._tokenizer
         if self._tokenizer is not None:
             return gguf_token_counter(self._tokenizer)
-        blob = info.blob
-        local = blob is not None and os.path.isabs(blob) and os.access(blob, os.R_OK)
-        if local and importlib.util.find_spec("llama_cpp") is not None:
-            return gguf_token_counter(blob)
-        return None
+        if self._blob_choice is None:
+            if importlib.util.find_spec("llama_cpp") is None:
+                self._blob_choice = (None, "llama-cpp-python is missing")
+            else:
+                self._blob_choice = tokenizer_blob(info.blobs)
+        blob = self._blob_choice[0]
+        return gguf_token_counter(blob) if blob is not None else None
 
     def _warn_if_uncounted(self, budget: _Budget) -> None:
         if budget.counted is None and not self._warned_no_tokenizer:
             self._warned_no_tokenizer = True
+            why = self._blob_choice[1] if self._blob_choice else "no tokenizer"
             warnings.warn(
-                f"OllamaBackend cannot count {self.model!r}'s tokens here (Ollama runs "
-                "elsewhere, or llama-cpp-python is missing), so an over-long prompt is "
-                "caught by Ollama itself (truncate=false, recent versions) or, on older "
-                "servers, only when grossly cut. For an exact check before sending, pass "
-                "tokenizer=PATH of the model's GGUF (any Gemma 3 GGUF will do) with "
-                "llama-cpp-python installed, or tokenizer=a function text -> token count",
+                f"OllamaBackend cannot count {self.model!r}'s tokens here ({why}), so an "
+                "over-long prompt is caught by Ollama itself (truncate=false, recent "
+                "versions) or, on older servers, only when grossly cut, and shift=false is "
+                "sent (on Ollama 0.30+ it can reload the model and turns off its prompt "
+                "cache). For an exact check before sending, pass tokenizer=PATH of the "
+                "model's GGUF (any Gemma 3 GGUF will do) with llama-cpp-python installed, "
+                "or tokenizer=a function text -> token count",
                 stacklevel=3,
             )
 
@@ -240,14 +280,16 @@ class OllamaBackend(Backend):
             model=self.model,
             stream=True,
             format=_format(request.options),
-            options=_ollama_options(request.options, budget.n_ctx, info),
+            options=_ollama_options(request.options, budget, info),
             keep_alive=self.keep_alive,
         )
         if request.messages is not None:
             call = ollama_wire.chat_call(request.messages, **fields)
         else:
             call = ollama_wire.generate_call(request.prompt, raw=True, **fields)
-        call.body.update(truncate=False, shift=False)
+        call.body["truncate"] = False
+        if budget.counted is None:  # the answer could fill the window: stop, never shift
+            call.body["shift"] = False
         return call
 
     @contextmanager
@@ -272,7 +314,7 @@ class _ModelInfo:
     """What /api/show says about a model that matters here."""
 
     parameters: Mapping[str, str]  # name -> value as Ollama prints it (last one wins)
-    blob: str | None  # the modelfile's FROM: a blob path on Ollama's machine
+    blobs: tuple[str, ...]  # the modelfile's FROMs: the model's blob, then projectors'
 
     @property
     def num_ctx(self) -> int | None:
@@ -288,11 +330,39 @@ class _ModelInfo:
             name, _, value = line.strip().partition(" ")
             if name:
                 parameters[name] = value.strip()
-        blob = None
-        for line in (show.modelfile or "").splitlines():
-            if line.startswith("FROM "):
-                blob = line.removeprefix("FROM ").strip()
-        return cls(parameters, blob)
+        blobs = tuple(
+            line.removeprefix("FROM ").strip()
+            for line in (show.modelfile or "").splitlines()
+            if line.startswith("FROM ")
+        )
+        return cls(parameters, blobs)
+
+
+def tokenizer_blob(blobs: tuple[str, ...]) -> tuple[str | None, str]:
+    """The GGUF among /api/show's FROM paths whose vocabulary counts the prompt: the first
+    readable here that is not a `clip` projector and has tokenizer.ggml.tokens. Returns
+    (path, "") or (None, why none would do)."""
+    from borealis_local.runtime.gguf_check import check_gguf
+
+    reasons = []
+    for blob in blobs:
+        if not (os.path.isabs(blob) and os.access(blob, os.R_OK)):
+            reasons.append(
+                f"{blob} is not readable here (Ollama runs elsewhere, or as another user)"
+            )
+            continue
+        try:
+            info = check_gguf(blob, architectures=("gemma3", "clip"))
+        except InvalidModelFileError as error:
+            reasons.append(str(error))
+            continue
+        if info.architecture == "clip":
+            reasons.append(f"{blob} is a vision projector (clip)")
+        elif not info.vocab_size:
+            reasons.append(f"{blob} has no vocabulary (tokenizer.ggml.tokens)")
+        else:
+            return blob, ""
+    return None, "; ".join(reasons) or "/api/show names no model file"
 
 
 @dataclass(frozen=True)
@@ -331,7 +401,10 @@ def _check_fits(counted: int, max_tokens: int | None, n_ctx: int) -> None:
         )
 
 
-def _ollama_options(options: Options, n_ctx: int, info: _ModelInfo) -> dict[str, Any]:
+def _ollama_options(options: Options, budget: _Budget, info: _ModelInfo) -> dict[str, Any]:
+    num_predict = options.max_tokens
+    if num_predict is None and budget.counted is not None:
+        num_predict = budget.n_ctx - budget.counted  # the room left: the window never fills
     chosen: dict[str, Any] = {
         "temperature": options.temperature,
         "top_k": options.top_k,
@@ -339,9 +412,9 @@ def _ollama_options(options: Options, n_ctx: int, info: _ModelInfo) -> dict[str,
         "min_p": options.min_p,
         "repeat_penalty": options.repeat_penalty,
         "seed": options.seed,
-        "num_predict": options.max_tokens,
+        "num_predict": num_predict,
         "stop": list(options.stop) or None,
-        "num_ctx": n_ctx,
+        "num_ctx": budget.n_ctx,
     }
     for name in ("temperature", "top_k", "top_p"):
         if chosen[name] is None and name not in info.parameters:
@@ -443,8 +516,12 @@ class _Reader:
                 f"Ollama at {self.host} ended the answer without its final message: the "
                 "server stopped or the connection broke; try again"
             )
-        usage = Usage(part.prompt_eval_count or 0, part.eval_count or 0)
-        _check_prompt_kept(usage.prompt_tokens, self.budget)
+        kept = part.prompt_eval_count or 0
+        _check_prompt_kept(kept, self.budget)
+        # Counted, the prompt is what we counted; v0.30+ reports only the evaluated part.
+        prompt = max(self.budget.counted or 0, kept)
+        cached = prompt - kept if kept else 0
+        usage = Usage(prompt, part.eval_count or 0, cached)
         first = self.first_text_at or time.perf_counter()
         timings = Timings(
             load_ms=_ms(part.load_duration),
@@ -469,7 +546,7 @@ def _check_prompt_kept(kept: int, budget: _Budget) -> None:
             prompt_tokens=budget.counted or kept,
             n_ctx=budget.n_ctx,
         )
-    if kept < budget.minimum:
+    if budget.counted is None and kept < budget.minimum:
         raise ContextOverflowError(
             f"Ollama evaluated {kept} prompt tokens, but these messages cannot be fewer than "
             f"{budget.minimum}: it dropped part of the prompt to fit num_ctx={budget.n_ctx} "
@@ -512,18 +589,26 @@ def translate_error(error, host, model, timeout, budget=None) -> BorealisError |
         )
     if not isinstance(error, ollama.ResponseError):
         return None
-    message, status = error.error, error.status_code
+    message, detail = server_message(error.error)
+    status = error.status_code
     if status == 404:
         return ModelNotFoundError(
             f"Ollama at {host} has no model {model!r} ({message}): {install_hint(model)}"
         )
-    if _INPUT_TOO_LONG in message and budget is not None:
+    overflow = detail.get("type") == _EXCEED_CONTEXT_TYPE or any(
+        wording in message for wording in _INPUT_TOO_LONG
+    )
+    if overflow and (budget is not None or detail):
+        n_ctx = _int(detail.get("n_ctx")) or (budget.n_ctx if budget else 0)
+        # llama-server's count is exact; else the least a refused prompt can be.
+        prompt_tokens = _int(detail.get("n_prompt_tokens")) or (
+            max(budget.counted or 0, budget.minimum, budget.n_ctx + 1) if budget else n_ctx + 1
+        )
         return ContextOverflowError(
-            f"Ollama refused the prompt: {message} (num_ctx={budget.n_ctx}). Shorten the "
+            f"Ollama refused the prompt: {message} (num_ctx={n_ctx}). Shorten the "
             "prompt or raise num_ctx",
-            # Uncounted, the least a prompt Ollama refused can be.
-            prompt_tokens=budget.counted or max(budget.minimum, budget.n_ctx + 1),
-            n_ctx=budget.n_ctx,
+            prompt_tokens=prompt_tokens,
+            n_ctx=n_ctx,
         )
     if status == 400 or ('option "' in message and "must be" in message):
         return InvalidRequestError(f"Ollama refused the request: {message}")
@@ -532,6 +617,52 @@ def translate_error(error, host, model, timeout, budget=None) -> BorealisError |
             f"Ollama at {host} failed in the middle of the answer: {message}"
         )
     return BackendError(f"Ollama at {host} failed: {message} (HTTP {status})")
+
+
+def server_message(raw: Any) -> tuple[str, dict[str, Any]]:
+    """Ollama's error message, and llama-server's error object when it carries one.
+
+    Ollama v0.30+ passes llama-server's error body on as its message, a JSON text
+    ({"error": {"message": ..., "type": ..., "n_prompt_tokens": ...}}); the client hands
+    that on as text, or (for an error line mid-stream, which it decodes once more) as
+    the object itself."""
+    if isinstance(raw, str) and raw.lstrip().startswith("{"):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            pass
+    if isinstance(raw, dict):
+        detail = raw.get("error") if isinstance(raw.get("error"), dict) else raw
+        text = detail.get("message") or raw.get("error")
+        return str(text if isinstance(text, str) else json.dumps(raw)), detail
+    return str(raw), {}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def ollama_keep_alive(value: float | str | timedelta | None) -> float | str | None:
+    """`keep_alive` as Ollama accepts it (api/types.go Duration.UnmarshalJSON): a number
+    of seconds (negative: for ever) or a Go duration string ("5m", "1h30m", "0");
+    a timedelta or a string of whole seconds ("300") becomes seconds. Anything else is
+    refused here, where Ollama would answer every request with a 400."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if _SECONDS.fullmatch(value.strip()):
+            return int(value)
+        if _GO_DURATION.fullmatch(value):
+            return value
+    raise InvalidRequestError(
+        f"keep_alive={value!r} is not a duration Ollama reads: give seconds (a number; "
+        'negative keeps the model loaded for ever) or a Go duration such as "5m", '
+        '"1h30m" or "300s"'
+    )
 
 
 def install_hint(tag: str) -> str:

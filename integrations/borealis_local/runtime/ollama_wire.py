@@ -1,7 +1,9 @@
 """The private parts of ollama-python that the Ollama backend needs, in one place.
 
 Ollama reads `truncate` and `shift` from /api/chat and /api/generate bodies (api/types.go,
-since late 2025): they make it refuse an over-long prompt instead of cutting it. The
+since late 2025): they make it refuse an over-long prompt instead of cutting it, and stop
+an answer at the window's end instead of shifting it (the backend says when it sends
+`shift`: on Ollama 0.30+ it is a load-time setting that can cost a reload). The
 client (0.6) has no parameter for either, and no public call sends a body of one's own.
 So the body is built with the client's own request models (`ollama._types.ChatRequest`
 and `GenerateRequest`, which check the fields as the public calls do), the two fields
