@@ -88,3 +88,39 @@ def in_reference_domain(messages: list[dict]) -> bool:
         if message["role"] != ("user" if i % 2 == 0 else "assistant"):
             return False
     return all(m["content"] == m["content"].strip() for m in messages)
+
+
+def typed(messages: list[dict], rng: random.Random, *, images: bool) -> list[dict]:
+    """The conversation with each content as a list of typed parts, as transformers and
+    OpenAI-style clients send it: the text split into padded pieces (Google's template
+    trims each piece), and, with `images`, image parts among a user's text."""
+    result = []
+    for message in messages:
+        text = message["content"]
+        count = max(0, min(len(text) - 1, rng.randint(0, 2)))
+        cuts = sorted(rng.sample(range(1, len(text)), count)) if count else []
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        parts = [{"type": "text", "text": rng.choice(PADDINGS) + p} for p in pieces if p.strip()]
+        if message["role"] == "user" and images:
+            for _ in range(rng.randint(0, 2)):
+                parts.insert(rng.randint(0, len(parts)), {"type": "image"})
+        if message["role"] == "system" or not parts:
+            # A system message renders by its first part's text, untrimmed.
+            parts = [{"type": "text", "text": text}] + parts[1:]
+        result.append({"role": message["role"], "content": parts})
+    return result
+
+
+def typed_corpus(size: int = 600, seed: int = 2027) -> list[list[dict]]:
+    """Typed conversations in the shape Google's template defines, with images."""
+    rng = random.Random(seed)
+    return [typed(reference_shaped(rng), rng, images=True) for _ in range(size)]
+
+
+def string_form(messages: list[dict]) -> list[dict]:
+    """Each typed text content as the one string it renders as (trimmed parts joined)."""
+    return [
+        {"role": m["role"], "content": m["content"][0]["text"] if m["role"] == "system"
+         else "".join(p["text"].strip() for p in m["content"] if p["type"] == "text")}
+        for m in messages
+    ]

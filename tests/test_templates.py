@@ -4,11 +4,13 @@ Gemma 3 template wherever it defines the result."""
 
 from __future__ import annotations
 
+import random
 from itertools import pairwise
 from pathlib import Path
 
+import llama_server_support as support
 import pytest
-from chat_corpus import corpus, in_reference_domain
+from chat_corpus import corpus, in_reference_domain, string_form, typed, typed_corpus
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from borealis_local import templates
@@ -16,6 +18,8 @@ from borealis_local.catalog import CHAT_FORMAT
 from borealis_local.errors import BorealisError
 
 CORPUS = corpus()
+llama_server_binary = support.llama_server_binary
+llama_server_process = support.llama_server_process
 BOS = CHAT_FORMAT.bos
 REFERENCE = (Path(__file__).parent / "fixtures" / "gemma3_reference.jinja").read_text()
 
@@ -160,3 +164,73 @@ def test_go_template_is_in_ollamas_chat_mode(go_renderer):
     """Ollama renders a template that never names .Messages in legacy prompt mode."""
     with pytest.raises(RuntimeError, match="legacy"):
         go_renderer.render("{{ .Prompt }}", [[{"role": "user", "content": "x"}]])
+
+
+# -- typed content: a list of parts, as transformers and OpenAI-style clients send it -------
+
+TYPED = typed_corpus()
+
+
+def _google_or_closed(conv):
+    """Google's rendering, and ours must equal it (a final assistant turn left open)."""
+    if conv[-1]["role"] == "user":
+        return _reference_render(conv, add_generation_prompt=True), ""
+    return _reference_render(conv, add_generation_prompt=False), CHAT_FORMAT.end_of_turn + "\n"
+
+
+def test_typed_corpus_covers_images_and_split_text():
+    parts = [p for conv in TYPED for m in conv for p in m["content"]]
+    assert len(TYPED) >= 500 and sum(p["type"] == "image" for p in parts) >= 300
+    assert sum(len(m["content"]) > 1 for conv in TYPED for m in conv) >= 300
+
+
+def test_typed_content_renders_as_googles_reference():
+    for conv in TYPED:
+        expected, closing = _google_or_closed(conv)
+        assert templates.render(conv) + closing == expected
+
+
+def test_typed_content_in_llama_cpp_pythons_formatter(llama_cpp):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatter = Jinja2ChatFormatter(
+        template=templates.jinja_template(), bos_token=BOS, eos_token=CHAT_FORMAT.end_of_turn
+    )
+    for conv in TYPED:
+        assert formatter(messages=conv).prompt == templates.render(conv)
+
+
+def test_a_typed_conversation_without_images_renders_as_its_string_form():
+    rng = random.Random(7)
+    for conv in CORPUS:
+        if not conv or not in_reference_domain(conv):
+            continue
+        text_only = typed(conv, rng, images=False)
+        assert templates.render(text_only) == templates.render(string_form(text_only))
+        single = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]}
+                  for m in conv]
+        assert templates.render(single) == templates.render(conv)
+
+
+def test_an_image_part_stands_where_the_image_stood():
+    conv = [{"role": "user", "content": [
+        {"type": "text", "text": "Før "}, {"type": "image"}, {"type": "text", "text": " midt"},
+        {"type": "image"}, {"type": "text", "text": "etter"}]}]  # fmt: skip
+    assert templates.render(conv) == (
+        f"{BOS}<start_of_turn>user\nFør<start_of_image>midt<start_of_image>etter"
+        "<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+@pytest.mark.slow
+def test_typed_content_in_llama_cpps_own_jinja_engine(llama_server_process):
+    # llama-server renders with llama.cpp's C++ Jinja engine; /apply-template returns the
+    # prompt without BOS (it adds BOS when tokenising). Text parts only: image parts need
+    # a projector loaded to be accepted at all.
+    rng = random.Random(11)
+    for conv in CORPUS[1:80:2]:  # reference-shaped ones
+        if conv[-1]["role"] != "user":
+            continue
+        text_only = typed(conv, rng, images=False)
+        prompt = llama_server_process.post("/apply-template", {"messages": text_only})["prompt"]
+        assert prompt == templates.render(text_only, bos_token="")

@@ -38,6 +38,9 @@ class ChatFormat:
     # Joins system messages into the first user turn's prefix, ends that prefix, and
     # joins consecutive messages of one role (Ollama does the last before templating).
     separator: str = "\n\n"
+    # Where an image part of a typed message stands; libmtmd (or the processor) expands
+    # it to the image's soft tokens.
+    start_of_image: str = "<start_of_image>"
     # Token ids in the Gemma 3 vocabulary, for checks on tokenised prompts.
     bos_id: int = 2
     eos_id: int = 1
@@ -53,7 +56,7 @@ class ChatFormat:
         """Gemma 3 special tokens that runtimes parse when they appear as prompt text."""
         return (
             self.bos, "<eos>", "<pad>", self.start_of_turn, self.end_of_turn,
-            "<start_of_image>", "<end_of_image>", "<image_soft_token>",
+            self.start_of_image, "<end_of_image>", "<image_soft_token>",
         )  # fmt: skip
 
 

@@ -7,6 +7,13 @@ Two renderings of the same semantics (README, "The chat format"):
 - `jinja_template()`: a Jinja template for llama.cpp, llama-cpp-python and
   transformers (`bos_token`, `messages`, `add_generation_prompt`).
 
+Content is a string, or (Jinja only) a list of typed parts as transformers, vLLM and
+OpenAI-style clients send it, rendered as Google's reference Gemma 3 template renders
+it: each text part trimmed, the parts joined with nothing between them, an image part
+as `<start_of_image>`, and a typed system message by its first part's text. Ollama
+hands its templates text (images travel beside it), so the Go template stays
+string-based.
+
 Semantics: Gemma 3 turns; every system message, in order and joined by a blank line,
 is folded into a prefix of the first user turn, followed by a blank line; consecutive
 messages of one role (after the system messages are taken out) are merged with a blank
@@ -57,15 +64,18 @@ _OLLAMA_SKELETON = """\
 {{- if ne $prev [[MODEL]] }}{{ [[GENERATION_PROMPT]] }}{{ end -}}
 """
 
-# Only plain Jinja that llama.cpp's own template engine runs too: namespace, set, if, for.
+# Only plain Jinja that llama.cpp's own template engine runs too: namespace, set, if, for,
+# and the `is string` test and `trim` filter Google's own Gemma 3 template uses.
 _JINJA_SKELETON = """\
 {#- Borealis chat template for llama.cpp: Gemma 3 turns, system messages folded into the first user turn.
 [[NOTE]] -#}
 {%- set ns = namespace(system=none, prev=none) -%}
 {%- for message in messages -%}
   {%- if message['role'] == 'system' -%}
-    {%- if ns.system is none -%}{%- set ns.system = message['content'] -%}
-    {%- else -%}{%- set ns.system = ns.system + [[SEP]] + message['content'] -%}{%- endif -%}
+    {%- if message['content'] is string -%}{%- set text = message['content'] -%}
+    {%- else -%}{%- set text = message['content'][0]['text'] -%}{%- endif -%}
+    {%- if ns.system is none -%}{%- set ns.system = text -%}
+    {%- else -%}{%- set ns.system = ns.system + [[SEP]] + text -%}{%- endif -%}
   {%- elif message['role'] != 'user' and message['role'] != 'assistant' -%}
     {{- raise_exception('Borealis takes system, user and assistant messages, not ' + message['role']) -}}
   {%- endif -%}
@@ -81,7 +91,11 @@ _JINJA_SKELETON = """\
     {%- elif ns.prev == role -%}{{- [[SEP]] -}}
     {%- else -%}{{- [[EOT_NL]] + [[SOT]] + role + [[NL]] -}}
     {%- endif -%}
-    {{- message['content'] -}}
+    {%- if message['content'] is string -%}{{- message['content'] -}}
+    {%- else -%}{%- for part in message['content'] -%}
+      {%- if part['type'] == 'image' -%}{{- [[IMAGE]] -}}
+      {%- elif part['type'] == 'text' -%}{{- part['text'] | trim -}}{%- endif -%}
+    {%- endfor -%}{%- endif -%}
     {%- set ns.prev = role -%}
   {%- endif -%}
 {%- endfor -%}
@@ -101,6 +115,7 @@ def _fill(skeleton: str, fmt: ChatFormat) -> str:
         "MODEL": fmt.model_role,
         "OPEN_USER": f"{fmt.start_of_turn}{fmt.user_role}\n",
         "GENERATION_PROMPT": fmt.generation_prompt,
+        "IMAGE": fmt.start_of_image,
     }
     text = skeleton.replace("[[NOTE]]", GENERATED_NOTE)
     for name, piece in pieces.items():
