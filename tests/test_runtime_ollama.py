@@ -13,6 +13,7 @@ errors, never what it says.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import socket
@@ -676,12 +677,16 @@ def test_shift_is_sent_only_when_the_answer_could_fill_the_window(backend, doubl
     assert last_body(double)["shift"] is False
 
 
+def raw_generate(double, **fields) -> None:
+    """A raw /api/generate straight to the double, with these request fields."""
+    body = {"model": TAG, "prompt": STORY, "raw": True, "stream": False, **fields}
+    with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
+        assert http.post("/api/generate", json=body).status_code == 200
+
+
 @pytest.mark.ollama_profile("ollama-0.30")
 def test_ollama_030_reloads_when_shift_or_num_ctx_differs(double, progress):
-    def generate(**fields):
-        body = {"model": TAG, "prompt": STORY, "raw": True, "stream": False, **fields}
-        with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
-            assert http.post("/api/generate", json=body).status_code == 200
+    generate = functools.partial(raw_generate, double)
 
     one = {"num_ctx": 1024, "num_predict": 1}
     generate(options=one)  # shift unset below 8192: context shift on
@@ -696,10 +701,7 @@ def test_ollama_030_reloads_when_shift_or_num_ctx_differs(double, progress):
 
 @pytest.mark.ollama_profile("ollama-0.24")
 def test_ollama_024_reloads_only_when_num_ctx_differs(double, progress):
-    def generate(**fields):
-        body = {"model": TAG, "prompt": STORY, "raw": True, "stream": False, **fields}
-        with httpx.Client(base_url=double.url, timeout=TIMEOUT) as http:
-            assert http.post("/api/generate", json=body).status_code == 200
+    generate = functools.partial(raw_generate, double)
 
     one = {"num_ctx": 1024, "num_predict": 1}
     generate(options=one)

@@ -18,7 +18,7 @@ from borealis_local.catalog import DEFAULT_QUANT, Model
 from borealis_local.errors import HubError, HubUnreachableError
 
 # What OpenSSF model signing writes (`model.sig` by default) and sigstore bundles.
-SIGNATURE_SUFFIXES = (".sig", ".sigstore", ".sigstore.json")
+OPENSSF_SIGNATURE_SUFFIXES = (".sig", ".sigstore", ".sigstore.json")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class RemoteFile:
 
     @property
     def signature_files(self) -> tuple[str, ...]:
-        return tuple(name for name in self.repo_files if name.endswith(SIGNATURE_SUFFIXES))
+        return tuple(name for name in self.repo_files if name.endswith(OPENSSF_SIGNATURE_SUFFIXES))
 
 
 def remote_file(
