@@ -466,9 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     # The benchmark suite keeps its commands next to its code.
     from borealis_local.bench.advice_cli import register as register_advice
     from borealis_local.bench.cli import register as register_bench
+    from borealis_local.retrieval.cli import register as register_eval
 
     register_bench(commands)
     register_advice(commands)
+    register_eval(commands)
     return parser
 
 

@@ -12,12 +12,17 @@ from langchain_borealis.chat_models import ChatBorealis
 from langchain_borealis.embeddings import BorealisEmbeddings
 from langchain_borealis.prompts import chat_prompt, chat_prompts, format_documents, rag_prompt
 from langchain_borealis.rag import Citation, RagResult, create_rag_chain
-from langchain_borealis.retrievers import KeywordRetriever, example_corpus_documents
+from langchain_borealis.retrievers import (
+    HybridRetriever,
+    KeywordRetriever,
+    example_corpus_documents,
+)
 
 __all__ = [
     "BorealisEmbeddings",
     "Citation",
     "ChatBorealis",
+    "HybridRetriever",
     "KeywordRetriever",
     "RagResult",
     "chat_prompt",

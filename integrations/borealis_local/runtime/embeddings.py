@@ -46,6 +46,15 @@ class Embedder(ABC):
             return []
         return [_normalised(v) for v in self._embed(texts)]
 
+    def embed_query(self, text: str) -> list[float]:
+        """A search query's vector, L2-normalised."""
+        return _normalised(self._embed_query(_checked([text])[0]))
+
+    def _embed_query(self, text: str) -> list[float]:
+        """The same as a document's here; an embedder whose model marks queries (a
+        prefix, another call) overrides this."""
+        return self._embed([text])[0]
+
     async def aembed(self, texts: Sequence[str]) -> list[list[float]]:
         """In a worker thread: the event loop never waits on the model."""
         return await asyncio.to_thread(self.embed, texts)
