@@ -15,7 +15,7 @@ embedding and the hybrid (RRF) retrievers; --postgres DSN adds PostgreSQL full-t
 search, --qdrant LOCATION (with --embed) the embedding half on Qdrant.
 
   borealis eval retrieval
-  borealis eval retrieval --embed ~/models/embedder.gguf --by-language
+  borealis eval retrieval --embed ~/models/embedder.gguf --by language
   borealis eval retrieval --documents docs.jsonl --questions questions.jsonl --json
 """
 
@@ -66,7 +66,10 @@ def register(subparsers) -> None:
         help="also the embedding half on Qdrant: :memory:, a directory, or "
         "http://host:6333 (needs --embed)",
     )
-    p.add_argument("--by-language", action="store_true", help="a row per question language as well")
+    p.add_argument(
+        "--by", choices=("language", "kind"),
+        help="a row per question language (nb, nn, en) or kind (paraphrase, crossing, ...) too",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="the scores as JSON")
     p.set_defaults(func=cmd_eval_retrieval)
 
@@ -86,9 +89,9 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
         for close in closing:
             close()
     groups = {"all": list(range(len(questions)))}
-    if args.by_language:
-        for language in sorted({q.language for q in questions}):
-            groups[language] = [i for i, q in enumerate(questions) if q.language == language]
+    if args.by:
+        for value in sorted({getattr(q, args.by) for q in questions}):
+            groups[value] = [i for i, q in enumerate(questions) if getattr(q, args.by) == value]
     table = {
         name: {
             group: evaluation.scores([ranks[i] for i in at], [questions[i] for i in at])
