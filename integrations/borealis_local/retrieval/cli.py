@@ -139,12 +139,16 @@ def _retrievers(args, documents) -> tuple[dict, list[Callable[[], None]]]:
     if args.postgres:
         from borealis_local.retrieval.postgres import PostgresKeywordRetriever
 
-        retrievers["postgres"] = PostgresKeywordRetriever.from_documents(documents, args.postgres)
+        # replace: the table holds this set only (it refuses a table it did not make).
+        retrievers["postgres"] = PostgresKeywordRetriever.from_documents(
+            documents, args.postgres, replace=True
+        )
+        closing.append(retrievers["postgres"].close)
     if args.qdrant:
         from borealis_local.retrieval.qdrant import QdrantEmbeddingRetriever, open_client
 
         retrievers["qdrant"] = QdrantEmbeddingRetriever.from_documents(
-            documents, embedder, client=open_client(args.qdrant)
+            documents, embedder, client=open_client(args.qdrant), replace=True
         )
     return retrievers, closing
 
