@@ -44,6 +44,23 @@ def test_modality_and_context():
         assert 8192 <= model.default_num_ctx <= model.context_length
 
 
+def test_the_sizes_that_see_images_have_gemma3s_vision_tower():
+    assert [get_model(s).vision is not None for s in SIZES] == [False] * 2 + [True] * 3
+    for model in MODELS:
+        assert model.modality == ("text" if model.vision is None else "text+image")
+        listed = model.to_dict()["vision"]
+        assert listed == (None if model.vision is None else model.vision.to_dict())
+    tower = get_model("4b").vision
+    # Google's vision_config for gemma-3-4b/12b/27b-it (siglip_vision_model).
+    assert (tower.image_size, tower.patch_size, tower.layers) == (896, 14, 27)
+    assert (tower.hidden, tower.ffn, tower.heads) == (1152, 4304, 16)
+    assert (tower.encoder, tower.projector_type) == ("SigLIP", "gemma3")
+    # A 64x64 patch grid, average-pooled 4x4 (clip.cpp's n_merge for gemma3) into
+    # Google's mm_tokens_per_image.
+    assert tower.patches == 64 * 64
+    assert tower.tokens_per_image == 256
+
+
 @pytest.mark.parametrize(
     ("name", "size", "variant", "quant"),
     [

@@ -17,8 +17,8 @@ import gguf
 import pytest
 
 from borealis_local.bench import synth
-from borealis_local.bench.tensors import tensor_types
-from borealis_local.catalog import SHAPES
+from borealis_local.bench.tensors import tensor_bytes, tensor_types
+from borealis_local.catalog import GEMMA3_VISION, SHAPES
 from borealis_local.errors import BorealisError, InvalidModelFileError
 
 
@@ -172,3 +172,122 @@ def test_a_failed_quantisation_shows_llama_cpps_log(tmp_path, llama_cpp):
     with pytest.raises(BorealisError, match="could not quantise broken.gguf"):
         synth.quantize(broken, tmp_path / "out-synthetic.gguf", "Q4_K_M")
     assert not (tmp_path / "out-synthetic.gguf").exists()
+
+
+# -- the synthetic vision projector --------------------------------------------------------
+
+# One encoder block of Gemma 3's 27: a 54 MB file (the full depth is 0.85 GB).
+PROJECTOR_LAYERS = 1
+
+
+@pytest.fixture(scope="module")
+def projector_640(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mmproj")
+    path = synth.synthesize_projector(folder, SHAPES["270m"].hidden, layers=PROJECTOR_LAYERS)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def test_the_projector_is_named_and_labelled_as_no_model(projector_640):
+    assert projector_640.name == "mmproj-gemma3-640-1layers-F16-synthetic.gguf"
+    metadata = synth.read_header(projector_640).metadata
+    assert metadata["general.architecture"].value == "clip"
+    assert metadata["general.type"].value == "mmproj"
+    assert metadata["general.name"].value.startswith("SYNTHETIC")
+    assert "not a model" in metadata["general.name"].value
+    description = metadata["general.description"].value
+    assert "NOT a model" in description
+    assert "REDUCED DEPTH: 1 of Gemma 3's 27 encoder blocks" in description
+    assert {"synthetic", "not-a-model", "reduced-depth"} <= set(metadata["general.tags"].value)
+
+
+def test_the_projector_has_the_keys_and_tensors_clip_cpp_reads(projector_640):
+    header = synth.read_header(projector_640)
+    values = {key: field.value for key, field in header.metadata.items()}
+    assert values["clip.projector_type"] == "gemma3"
+    assert values["clip.has_vision_encoder"] is True
+    assert values["clip.vision.projection_dim"] == 640
+    assert values["clip.vision.block_count"] == PROJECTOR_LAYERS
+    tower = GEMMA3_VISION
+    assert (values["clip.vision.image_size"], values["clip.vision.patch_size"]) == (896, 14)
+    assert values["clip.vision.embedding_length"] == tower.hidden
+    assert values["clip.vision.feed_forward_length"] == tower.ffn
+    assert values["clip.vision.attention.head_count"] == tower.heads
+    assert values["clip.vision.image_mean"] == values["clip.vision.image_std"] == [0.5] * 3
+
+    made = {t.name: (t.dims, t.type) for t in header.tensors}
+    assert len(made) == 3 + 16 * PROJECTOR_LAYERS + 4
+    f16, f32 = gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32
+    # clip.cpp takes the projection width from input_projection's first dimension and
+    # checks it against the text model's hidden size.
+    assert made["mm.input_projection.weight"] == ((640, 1152), f16)
+    assert made["v.position_embd.weight"] == ((1152, 64 * 64), f32)
+    assert made["v.patch_embd.weight"] == ((14, 14, 3, 1152), f32)
+    assert made["v.blk.0.ffn_up.weight"] == ((1152, 4304), f16)
+    assert made["v.blk.0.ffn_down.weight"] == ((4304, 1152), f16)
+    assert made["v.blk.0.ln1.bias"] == ((1152,), f32)
+    assert "v.blk.1.attn_q.weight" not in made
+    data = sum(tensor_bytes(dims, ggml_type) for dims, ggml_type in made.values())
+    assert data == synth.projector_bytes(640, PROJECTOR_LAYERS)
+    assert 0 < projector_640.stat().st_size - data < 64 * 1024  # the header and padding
+
+
+def test_libmtmd_loads_the_projector_only_for_its_text_width(
+    projector_640, gemma_gguf, llama_cpp, tmp_path
+):
+    """llama.cpp's multimodal library (what llama-cpp-python's MTMDChatHandler and
+    llama-server use) opens the projector next to the stand-in, and refuses one made for
+    4b's text width."""
+    from llama_cpp import mtmd_cpp
+
+    wide = synth.synthesize_projector(tmp_path, SHAPES["4b"].hidden, layers=PROJECTOR_LAYERS)
+    model = llama_cpp.Llama(str(gemma_gguf), n_ctx=256, n_threads=2, verbose=False)
+    params = mtmd_cpp.mtmd_context_params_default()
+    params.use_gpu, params.n_threads, params.warmup = False, 2, False
+    try:
+        context = mtmd_cpp.mtmd_init_from_file(str(projector_640).encode(), model.model, params)
+        assert context is not None
+        assert mtmd_cpp.mtmd_support_vision(context)
+        mtmd_cpp.mtmd_free(context)
+        assert mtmd_cpp.mtmd_init_from_file(str(wide).encode(), model.model, params) is None
+    finally:
+        model.close()
+
+
+def test_projector_depth_and_width_are_checked(tmp_path):
+    with pytest.raises(BorealisError, match="from 1 to 27, not 28"):
+        synth.synthesize_projector(tmp_path, 640, layers=28)
+    with pytest.raises(BorealisError, match="above 0"):
+        synth.synthesize_projector(tmp_path, 0)
+    with pytest.raises(BorealisError, match="-synthetic.gguf"):
+        synth.synthesize_projector(tmp_path / "mmproj-model-f16.gguf", 640, layers=1)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_mmproj_command_takes_a_size_or_a_width(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def fake(output, text_hidden, **options):
+        calls.append((text_hidden, options["layers"]))
+        path = Path(output) / synth.synthetic_projector_filename(text_hidden, options["layers"])
+        path.write_bytes(b"GGUF")
+        return path
+
+    monkeypatch.setattr(synth, "synthesize_projector", fake)
+    assert _run(["synth", "--mmproj", str(tmp_path), "--text-hidden", "640",
+                 "--layers", "2"]) == 0  # fmt: skip
+    assert "REDUCED to 2 of 27" in capsys.readouterr().out
+    assert _run(["synth", "4B", "--mmproj", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "NOT a model" in out and "text hidden size 2560" in out and "REDUCED" not in out
+    assert calls == [(640, 2), (2560, 27)]
+    for argv in (
+        ["synth", "--mmproj", str(tmp_path)],
+        ["synth", "4b", "--text-hidden", "640", "--mmproj", str(tmp_path)],
+    ):
+        with pytest.raises(BorealisError, match="give SIZE"):
+            _run(argv)
+    with pytest.raises(BorealisError, match="--tokenizer-from"):
+        _run(["synth", "1b"])
+    with pytest.raises(BorealisError, match="add --mmproj"):
+        _run(["synth", "1b", "--layers", "2"])

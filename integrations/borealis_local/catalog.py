@@ -156,6 +156,70 @@ SHAPES = {
     "27b": Shape(62, 5376, 32, 16, 128, 21504, 1024, 131_072),
 }
 
+
+@dataclass(frozen=True)
+class VisionTower:
+    """Gemma 3's image encoder and projector (the mmproj file), as llama.cpp's libmtmd runs it.
+
+    A SigLIP vision transformer reads the image resized to `image_size` square in
+    `patch_size` patches (a 64x64 grid); the projector averages each `pooling` x `pooling`
+    block of the grid (to 16x16 = 256 soft tokens), RMS-normalises and projects them to
+    the text model's hidden size. Sources: Google's configs (`vision_config`,
+    `mm_tokens_per_image`) and llama.cpp's tools/mtmd (clip.cpp, PROJECTOR_TYPE_GEMMA3).
+    The same tower serves 4b, 12b and 27b; only the projection's width differs.
+    """
+
+    encoder: str = "SigLIP"
+    # `clip.projector_type` in the mmproj GGUF.
+    projector_type: str = "gemma3"
+    image_size: int = 896
+    patch_size: int = 14
+    layers: int = 27
+    hidden: int = 1152
+    ffn: int = 4304
+    heads: int = 16
+    # Average-pooling kernel per side (clip.cpp's n_merge for gemma3; HF: 64 // 16).
+    pooling: int = 4
+    layer_norm_eps: float = 1e-6
+    # Pixel normalisation (Google's preprocessor_config): values mapped to [-1, 1].
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    @property
+    def patches_per_side(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def patches(self) -> int:
+        """Positions the encoder attends over (its position embedding's rows)."""
+        return self.patches_per_side**2
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Soft tokens one image takes in the prompt, as clip.cpp counts them."""
+        return (self.patches_per_side // self.pooling) ** 2
+
+    def to_dict(self) -> dict:
+        return {
+            "encoder": self.encoder,
+            "projector_type": self.projector_type,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "layers": self.layers,
+            "hidden": self.hidden,
+            "ffn": self.ffn,
+            "heads": self.heads,
+            "pooling": self.pooling,
+            "tokens_per_image": self.tokens_per_image,
+        }
+
+
+GEMMA3_VISION = VisionTower()
+# 270m and 1b are gemma3_text; the larger sizes keep Gemma 3's vision tower. The
+# projector's file name in the GGUF repos is not confirmed: find it in the repo listing
+# (files starting with `mmproj`), as `llama-server -hf` does.
+VISION = {"4b": GEMMA3_VISION, "12b": GEMMA3_VISION, "27b": GEMMA3_VISION}
+
 # The context we configure by default. Ollama's own default (4096) silently cuts long
 # RAG prompts from the front; these fit a few retrieved documents with room to answer.
 # The two small text-only sizes get their whole window (their KV cache stays small:
@@ -212,10 +276,13 @@ class Model:
         return DEFAULT_NUM_CTX[self.size]
 
     @property
+    def vision(self) -> VisionTower | None:
+        """The vision tower, for the sizes that see images; None for the text-only ones."""
+        return VISION.get(self.size)
+
+    @property
     def modality(self) -> str:
-        # 270m and 1b are gemma3_text; the larger sizes keep Gemma 3's vision tower.
-        # Whether the GGUF repos ship mmproj files is not confirmed: we serve text.
-        return "text" if self.size in ("270m", "1b") else "text+image"
+        return "text" if self.vision is None else "text+image"
 
     @property
     def ollama_tag(self) -> str:
@@ -258,6 +325,7 @@ class Model:
             "gated": self.gated,
             "ollama_tag": self.ollama_tag,
             "modality": self.modality,
+            "vision": None if self.vision is None else self.vision.to_dict(),
             "context_length": self.context_length,
             "default_num_ctx": self.default_num_ctx,
             "license": {

@@ -45,13 +45,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write a GGUF with exactly SIZE's Gemma 3 architecture, the Gemma 3 "
         "tokenizer copied from --tokenizer-from, and random weights quantised by llama.cpp. "
         "Its speed and memory equal the real model's, so hardware can be planned and "
-        "benchmarked without downloading; its output is noise: it is NOT a language model.",
+        "benchmarked without downloading; its output is noise: it is NOT a language model. "
+        "With --mmproj, write a Gemma 3 vision projector (mmproj) with random weights instead.",
     )
-    p.add_argument("size", metavar="SIZE", help=f"one of {', '.join(SIZES)}")
+    p.add_argument("size", metavar="SIZE", nargs="?", help=f"one of {', '.join(SIZES)}")
     p.add_argument("--quant", default=DEFAULT_QUANT, help=f"one of {', '.join(QUANTS)}")
     p.add_argument(
-        "--tokenizer-from", required=True, metavar="GGUF",
+        "--tokenizer-from", metavar="GGUF",
         help="a Gemma 3 GGUF to copy the tokenizer from (any Borealis file or the stand-in)",
+    )
+    p.add_argument(
+        "--mmproj", metavar="PATH",
+        help="write a synthetic Gemma 3 vision projector here instead (a folder, or a file "
+        "name ending in -synthetic.gguf)",
+    )
+    p.add_argument(
+        "--text-hidden", type=int, metavar="N",
+        help="with --mmproj: the text model's hidden size (default: SIZE's; the stand-in: 640)",
+    )
+    p.add_argument(
+        "--layers", type=int, metavar="L",
+        help="with --mmproj: vision encoder blocks (default: Gemma 3's 27; fewer encode "
+        "faster, and the file says it is reduced)",
     )
     p.add_argument(
         "-o", "--output", metavar="PATH",
@@ -174,6 +189,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"synth: {message}", file=sys.stderr, flush=True)
 
+    if args.mmproj is not None:
+        return _synth_projector(args, say)
+    if args.text_hidden is not None or args.layers is not None:
+        raise BorealisError("--text-hidden and --layers shape a projector: add --mmproj PATH")
+    if args.size is None or args.tokenizer_from is None:
+        raise BorealisError("give SIZE and --tokenizer-from GGUF (or --mmproj for a projector)")
     path = synthesize(
         args.size, args.quant, args.tokenizer_from, args.output,
         threads=args.threads, seed=args.seed, progress=say,
@@ -182,5 +203,28 @@ def cmd_synth(args: argparse.Namespace) -> int:
         f"wrote {path} ({path.stat().st_size / GB:.2f} GB): borealis-{args.size.lower()}'s "
         f"shape at {args.quant.upper()} with RANDOM weights. It is NOT a language model (its "
         "output is noise): use it for `borealis bench` and memory planning only."
+    )
+    return 0
+
+
+def _synth_projector(args: argparse.Namespace, say) -> int:
+    from borealis_local.bench.synth import synthesize_projector
+    from borealis_local.catalog import GEMMA3_VISION, get_model
+
+    if (args.size is None) == (args.text_hidden is None):
+        raise BorealisError(
+            "with --mmproj, give SIZE (its text hidden size is used) or --text-hidden N, "
+            "not both"
+        )
+    hidden = args.text_hidden if args.size is None else get_model(args.size).shape.hidden
+    layers = GEMMA3_VISION.layers if args.layers is None else args.layers
+    path = synthesize_projector(args.mmproj, hidden, layers=layers, seed=args.seed, progress=say)
+    depth = ""
+    if layers != GEMMA3_VISION.layers:
+        depth = f", REDUCED to {layers} of {GEMMA3_VISION.layers} encoder blocks"
+    print(
+        f"wrote {path} ({path.stat().st_size / GB:.2f} GB): a Gemma 3 vision projector for "
+        f"text hidden size {hidden} with RANDOM weights{depth}. It is NOT a model (its image "
+        "embeddings are noise): use it for tests and planning only."
     )
     return 0

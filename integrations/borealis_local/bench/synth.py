@@ -11,6 +11,14 @@ estimator and benchmarks a 1b-shaped model in CI without downloading the model.
 It is NOT a language model: its output is noise. The file name ends in
 `-synthetic.gguf`, and its `general.name` and `general.description` say so.
 
+`synthesize_projector(output, text_hidden)` writes the other half of a 4b+ model: a
+Gemma 3 vision projector (mmproj) GGUF with the tensors and `clip.*` keys llama.cpp's
+libmtmd reads for its `gemma3` projector (SigLIP encoder, average pooling, soft-embedding
+norm, projection to `text_hidden`), random F16 weights, and labels that say it is
+synthetic and not a model. `layers` below Gemma 3's 27 makes a reduced-depth file for
+fast tests; the file's description states the reduction. The image's token count, the
+projection width and the encode path are the real ones; the embeddings are noise.
+
 How: the random weights are written as F16 (norms F32) with `gguf.GGUFWriter`, one
 tensor at a time (a 4b-shaped F16 file is 7.8 GB: it is never held in memory), next
 to the output; llama.cpp quantises that file and it is deleted. The F16 values are
@@ -38,7 +46,15 @@ from borealis_local.bench.tensors import (
     tensor_bytes,
     tensor_types,
 )
-from borealis_local.catalog import QUANTS, SHAPES, SIZES, Shape, check_quant
+from borealis_local.catalog import (
+    GEMMA3_VISION,
+    QUANTS,
+    SHAPES,
+    SIZES,
+    Shape,
+    VisionTower,
+    check_quant,
+)
 from borealis_local.errors import BorealisError, InvalidModelFileError
 from borealis_local.gguf_header import Field, read_header
 
@@ -94,7 +110,7 @@ def synthesize(
     from borealis_local.runtime.gguf_check import check_gguf
 
     size, quant = _check_size(size), check_quant(quant)
-    output = _output_path(output, size, quant)
+    output = _output_path(output, synthetic_filename(size, quant))
     source = check_gguf(tokenizer_from).path
     _check_room(output, size, quant)
     say = progress or (lambda message: None)
@@ -111,13 +127,13 @@ def synthesize(
     return output
 
 
-def _output_path(output: str | Path | None, size: str, quant: str) -> Path:
+def _output_path(output: str | Path | None, default_name: str) -> Path:
     path = Path(output).expanduser() if output else Path.cwd()
     if path.is_dir():
-        return path / synthetic_filename(size, quant)
+        return path / default_name
     if not path.name.endswith(SUFFIX):
         raise BorealisError(
-            f"name the file …{SUFFIX} (for example {synthetic_filename(size, quant)}), so "
+            f"name the file …{SUFFIX} (for example {default_name}), so "
             "that nobody takes its random weights for a model, or give a folder"
         )
     if not path.parent.is_dir():
@@ -291,6 +307,174 @@ def _values(spec: TensorSpec, pool: np.ndarray, rng: np.random.Generator) -> np.
     return source[start:end].reshape(spec.dims[::-1])
 
 
+# -- the synthetic vision projector -------------------------------------------------------
+
+PROJECTOR_NOT_A_MODEL = (
+    "SYNTHETIC: random weights in the shape of Gemma 3's vision projector (mmproj: {encoder} "
+    "encoder, {image_size} px, {tokens} soft tokens per image) projecting to a text hidden "
+    "size of {text_hidden}, made by `borealis synth --mmproj` for tests and planning. NOT a "
+    "model: the image embeddings it gives are noise. {depth}"
+)
+
+
+def synthetic_projector_filename(text_hidden: int, layers: int = GEMMA3_VISION.layers) -> str:
+    depth = "" if layers == GEMMA3_VISION.layers else f"-{layers}layers"
+    return f"mmproj-gemma3-{text_hidden}{depth}-F16{SUFFIX}"
+
+
+def projector_tensors(
+    text_hidden: int, layers: int = GEMMA3_VISION.layers, tower: VisionTower = GEMMA3_VISION
+) -> list[TensorSpec]:
+    """The tensors clip.cpp loads for a `gemma3` projector, dims in ggml order.
+
+    Names and shapes as convert_hf_to_gguf writes them from Gemma 3's SigLIP tower and
+    multi-modal projector; `mm.input_projection` is (text hidden, vision hidden), which
+    is how clip.cpp learns the width it must match in the text model.
+    """
+    hidden, ffn, patch = tower.hidden, tower.ffn, tower.patch_size
+    tensors = [
+        TensorSpec("v.patch_embd.weight", (patch, patch, 3, hidden)),
+        TensorSpec("v.patch_embd.bias", (hidden,)),
+        TensorSpec("v.position_embd.weight", (hidden, tower.patches)),
+    ]
+    per_layer = (
+        ("attn_q.weight", (hidden, hidden)), ("attn_q.bias", (hidden,)),
+        ("attn_k.weight", (hidden, hidden)), ("attn_k.bias", (hidden,)),
+        ("attn_v.weight", (hidden, hidden)), ("attn_v.bias", (hidden,)),
+        ("attn_out.weight", (hidden, hidden)), ("attn_out.bias", (hidden,)),
+        ("ln1.weight", (hidden,)), ("ln1.bias", (hidden,)),
+        ("ln2.weight", (hidden,)), ("ln2.bias", (hidden,)),
+        ("ffn_up.weight", (hidden, ffn)), ("ffn_up.bias", (ffn,)),
+        ("ffn_down.weight", (ffn, hidden)), ("ffn_down.bias", (hidden,)),
+    )  # fmt: skip
+    for layer in range(layers):
+        tensors += [TensorSpec(f"v.blk.{layer}.{n}", d, layer) for n, d in per_layer]
+    return tensors + [
+        TensorSpec("v.post_ln.weight", (hidden,)),
+        TensorSpec("v.post_ln.bias", (hidden,)),
+        TensorSpec("mm.input_projection.weight", (text_hidden, hidden)),
+        TensorSpec("mm.soft_emb_norm.weight", (hidden,)),
+    ]
+
+
+def _projector_dtype(spec: TensorSpec) -> np.dtype:
+    # As convert_hf_to_gguf's F16 mmproj: the embeddings stay F32, vectors are F32.
+    embedding = spec.name.startswith(("v.patch_embd.", "v.position_embd."))
+    return np.dtype(np.float16 if spec.is_matrix and not embedding else np.float32)
+
+
+def projector_bytes(text_hidden: int, layers: int = GEMMA3_VISION.layers) -> int:
+    """The tensor data of a synthetic projector (the file adds a few KB of header)."""
+    specs = projector_tensors(text_hidden, layers)
+    return sum(spec.elements * _projector_dtype(spec).itemsize for spec in specs)
+
+
+def synthesize_projector(
+    output: str | Path | None,
+    text_hidden: int,
+    *,
+    layers: int = GEMMA3_VISION.layers,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Write a random-weight Gemma 3 vision projector GGUF for a text model of `text_hidden`.
+
+    `output` is a file name ending in `-synthetic.gguf` or a folder (default: the current
+    one). `layers` (1 to 27) sets the encoder's depth; fewer than Gemma 3's 27 encode
+    faster and the file says so.
+    """
+    tower = GEMMA3_VISION
+    if text_hidden <= 0:
+        raise BorealisError(f"the text hidden size must be above 0, not {text_hidden}")
+    if not 1 <= layers <= tower.layers:
+        raise BorealisError(
+            f"Gemma 3's vision encoder has {tower.layers} blocks: give --layers from 1 to "
+            f"{tower.layers}, not {layers}"
+        )
+    output = _output_path(output, synthetic_projector_filename(text_hidden, layers))
+    needed, free = projector_bytes(text_hidden, layers), shutil.disk_usage(output.parent).free
+    if needed > free:
+        raise BorealisError(
+            f"the projector needs {needed / 1e9:.1f} GB in {output.parent}, {free / 1e9:.1f} GB "
+            "are free — give a folder on a disk with more room"
+        )
+    say = progress or (lambda message: None)
+    blocks = f"{layers} encoder block" + ("" if layers == 1 else "s")
+    say(f"writing random F16 weights in Gemma 3's projector shape, {blocks}")
+    writer = gguf.GGUFWriter(output, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.MMPROJ])
+    try:
+        _projector_metadata(writer, tower, text_hidden, layers)
+        specs = projector_tensors(text_hidden, layers, tower)
+        for spec in specs:
+            dtype = _projector_dtype(spec)
+            writer.add_tensor_info(
+                spec.name, spec.dims[::-1], dtype, spec.elements * dtype.itemsize
+            )
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        rng = np.random.default_rng(seed)
+        pool = (rng.standard_normal(POOL_VALUES, dtype=np.float32) * WEIGHT_STD).astype(np.float16)
+        for spec in specs:
+            writer.write_tensor_data(_projector_values(spec, pool, rng))
+    except BaseException:
+        writer.close()
+        output.unlink(missing_ok=True)
+        raise
+    writer.close()
+    return output
+
+
+def _projector_metadata(
+    writer: gguf.GGUFWriter, tower: VisionTower, text_hidden: int, layers: int
+) -> None:
+    """The clip.* keys clip.cpp requires for a gemma3 vision projector, and the labels."""
+    reduced = layers != tower.layers
+    depth = (
+        f"REDUCED DEPTH: {layers} of Gemma 3's {tower.layers} encoder blocks, so encoding is "
+        "faster than the real projector's."
+        if reduced
+        else f"Full depth: all {tower.layers} encoder blocks."
+    )
+    writer.add_type(gguf.GGUFType.MMPROJ)
+    writer.add_name("SYNTHETIC Gemma 3 vision projector (random weights, not a model)")
+    writer.add_description(
+        PROJECTOR_NOT_A_MODEL.format(
+            encoder=tower.encoder,
+            image_size=tower.image_size,
+            tokens=tower.tokens_per_image,
+            text_hidden=text_hidden,
+            depth=depth,
+        )
+    )
+    tags = ["synthetic", "random-weights", "not-a-model"] + (["reduced-depth"] if reduced else [])
+    writer.add_array(gguf.Keys.General.TAGS, tags)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_clip_has_vision_encoder(True)
+    writer.add_clip_projector_type(tower.projector_type)
+    writer.add_vision_projection_dim(text_hidden)
+    writer.add_vision_image_size(tower.image_size)
+    writer.add_vision_patch_size(tower.patch_size)
+    writer.add_vision_embedding_length(tower.hidden)
+    writer.add_vision_feed_forward_length(tower.ffn)
+    writer.add_vision_block_count(layers)
+    writer.add_vision_head_count(tower.heads)
+    writer.add_vision_attention_layernorm_eps(tower.layer_norm_eps)
+    writer.add_vision_image_mean(list(tower.image_mean))
+    writer.add_vision_image_std(list(tower.image_std))
+    # SigLIP's gelu_pytorch_tanh, as convert_hf_to_gguf sets it for Gemma 3.
+    writer.add_vision_use_gelu(True)
+
+
+def _projector_values(spec: TensorSpec, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    dtype = _projector_dtype(spec)
+    if spec.is_matrix:
+        return _values(spec, pool, rng).astype(dtype, copy=False)
+    # Norm scales 1, biases 0: a neutral start, as an untrained layer has.
+    fill = 0.0 if spec.name.endswith(".bias") else 1.0
+    return np.full(spec.dims[::-1], fill, dtype=dtype)
+
+
 def quantize(source: Path, output: Path, quant: str, *, threads: int | None = None) -> None:
     """Quantise `source` to `quant` with llama.cpp's own quantiser (its type mix, its code).
 
@@ -336,8 +520,12 @@ __all__ = [
     "QUANTS",
     "quantize",
     "read_header",
+    "projector_bytes",
+    "projector_tensors",
     "synthesize",
+    "synthesize_projector",
     "synthetic_filename",
+    "synthetic_projector_filename",
     "synthetic_metadata",
     "write_random_f16",
 ]
