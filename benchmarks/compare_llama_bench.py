@@ -1,7 +1,8 @@
 """llama-bench and `borealis bench` side by side: same model, threads, shapes, settings.
 
     python benchmarks/compare_llama_bench.py [MODEL] [-t 2] [-p 512] [-n 128] [-r 2]
-        [-fa 0] [-ngl N] [-b 2048] [-ub 512] [--rounds 16] [--llama-bench PATH] [--save DIR]
+        [-fa auto] [-ngl N] [-b 2048] [-ub 512] [--rounds 16] [--llama-bench PATH] [--save DIR]
+        [--defaults]
 
 Runs llama-bench (`-o json`) and `borealis bench` (`-o json --chat 0`) as separate
 processes, pp and tg each in runs of their own, alternating which tool goes first each
@@ -14,6 +15,9 @@ A shared machine drifts by more than 5 % within minutes, so with two or more rou
 also pairs the sides round by round: each round's ratio of mean rates, then their mean,
 its standard error and a 95 % interval. The issue's acceptance: each ratio within 5 % of
 1; "shown" when the whole interval lies within 5 %.
+
+With --defaults each tool runs on its own defaults (no -t, -fa, -ngl, -b, -ub given:
+both take flash attention `auto` and the physical cores), as a user would run them.
 
 MODEL is a .gguf path or a catalog name on this machine (default: borealis-270m, else
 the stand-in Gemma 3 270M base). llama-bench comes from --llama-bench, $LLAMA_BENCH, or
@@ -32,6 +36,7 @@ from pathlib import Path
 
 from borealis_local.bench import measure, report, run
 from borealis_local.bench.cli import first_run_model
+from borealis_local.runtime.llama_cpp import flash_attn_type
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,9 +51,11 @@ def llama_bench_binary(given: str | None) -> Path:
 
 
 def shared_options(args: argparse.Namespace, n_prompt: int, n_gen: int) -> list[str]:
-    return ["-t", str(args.threads), "-p", str(n_prompt), "-n", str(n_gen),
-            "-r", str(args.reps), "-fa", str(args.flash_attn), "-ngl", str(args.n_gpu_layers),
-            "-b", str(args.n_batch), "-ub", str(args.n_ubatch)]
+    shapes = ["-p", str(n_prompt), "-n", str(n_gen), "-r", str(args.reps)]
+    if args.defaults:
+        return shapes
+    return [*shapes, "-t", str(args.threads), "-fa", str(args.flash_attn),
+            "-ngl", str(args.n_gpu_layers), "-b", str(args.n_batch), "-ub", str(args.n_ubatch)]
 
 
 def run_json(command: list[str], timeout: float) -> list[dict]:
@@ -98,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--n-prompt", type=int, default=512)
     parser.add_argument("-n", "--n-gen", type=int, default=128)
     parser.add_argument("-r", "--reps", type=int, default=2)
-    parser.add_argument("-fa", "--flash-attn", type=int, choices=(0, 1), default=0)
+    parser.add_argument("-fa", "--flash-attn", default="auto",
+                        help="auto, on or off (-1, 1, 0), both tools' default auto")
     parser.add_argument("-ngl", "--n-gpu-layers", type=int)
     parser.add_argument("-b", "--n-batch", type=int, default=2048)
     parser.add_argument("-ub", "--n-ubatch", type=int, default=512)
@@ -107,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", metavar="DIR",
                         help="keep both sides' JSON and the paired ratios here")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--defaults", action="store_true",
+                        help="each tool on its own defaults: only -p, -n and -r given")
     args = parser.parse_args(argv)
+    flash_attn_type(args.flash_attn, what="-fa")  # a bad value fails here, not in a tool
 
     name, label = (args.model, None) if args.model else first_run_model(pull=False)
     target = measure.resolve_target(name)
@@ -149,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
              "threads": args.threads, "reps": args.reps, "rounds": args.rounds}, indent=1))
     result = report.compare(theirs, ours)
     print(f"model: {target.path}" + (f" ({label})" if label else ""))
-    print(f"threads {args.threads}, fa {args.flash_attn}, ngl {args.n_gpu_layers}, "
-          f"{args.rounds} round(s) × {args.reps} reps per side\n")
+    settings = ("both tools on their defaults" if args.defaults else
+                f"threads {args.threads}, fa {args.flash_attn}, ngl {args.n_gpu_layers}")
+    print(f"{settings}, {args.rounds} round(s) × {args.reps} reps per side\n")
     print(report.compare_markdown(result, "llama-bench", "borealis"))
     for pair in result[0]:
         a, b = pair["a"], pair["b"]

@@ -65,10 +65,11 @@ def fake_target(name: str, *, label: str | None = None, runtime: str = "llama.cp
 
 @pytest.fixture(scope="module")
 def first_run(gemma_gguf, llama_cpp, tmp_path_factory):
-    """`borealis bench -p 16 -n 4 -r 2 -t 2 --chat 4 -fa 0,1` with no MODEL and no
+    """`borealis bench -p 16 -n 4 -r 2 -t 2 --chat 4 -fa off,auto` with no MODEL and no
     borealis-270m on disk: the stand-in, two configurations, rows kept in a JSONL."""
     out = tmp_path_factory.mktemp("bench") / "results.jsonl"
-    argv = [*TINY, "--chat", "4", "-fa", "0,1", "--no-pull", "--out", str(out), "-o", "json"]
+    argv = [*TINY, "--chat", "4", "-fa", "off,auto", "--no-pull", "--out", str(out), "-o",
+            "json"]
 
     def not_here(model, quant):
         raise ModelNotFoundError(f"{model.name}:{quant} is not on this machine")
@@ -94,8 +95,9 @@ def by_test(rows, name: str, fa: int = 0) -> dict:
 
 @pytest.mark.slow
 def test_first_run_measures_the_stand_in_labelled_as_such(rows):
+    # flash_attn as llama-bench's JSON has it: 0 off, -1 auto.
     assert [(r["test"], r["flash_attn"]) for r in rows] == [
-        ("pp16", 0), ("tg4", 0), ("chat4", 0), ("pp16", 1), ("tg4", 1), ("chat4", 1)
+        ("pp16", 0), ("tg4", 0), ("chat4", 0), ("pp16", -1), ("tg4", -1), ("chat4", -1)
     ]
     assert {r["label"] for r in rows} == {cli.STAND_IN_LABEL}
     assert all(r["model_filename"].endswith("gemma-3-270m-q4_k_m.gguf") for r in rows)
@@ -155,11 +157,30 @@ def test_fields_and_model_facts_match_a_real_llama_bench(rows, gemma_gguf):
 
 
 @pytest.mark.slow
+def test_defaults_match_llama_benchs_defaults_row_for_row(rows, gemma_gguf):
+    """Both tools on their defaults (flash attention auto): llama-bench writes
+    "flash_attn": -1, so do we, and compare pairs them."""
+    binary, why = support.find_llama_server()
+    require(binary is not None, why)
+    result = subprocess.run(
+        [str(binary.parent / "llama-bench"), "-m", str(gemma_gguf), *TINY, "-ngl", "0",
+         "-o", "json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    theirs = report.parse_rows(result.stdout, source="llama-bench")
+    assert {r["flash_attn"] for r in theirs} == {-1}
+    ours = [r for r in rows if r["flash_attn"] == -1]
+    pairs, only_theirs, _ = report.compare(theirs, ours)
+    assert {p["a"]["test"] for p in pairs} == {"pp16", "tg4"} and not only_theirs
+    assert sweep.Sweep(models=["m"]).flash_attn == [-1]  # what plain `borealis bench` runs
+
+
+@pytest.mark.slow
 def test_each_configuration_ran_in_a_fresh_process_of_its_own(rows):
     pids = {r["flash_attn"]: {x["pid"] for x in rows if x["flash_attn"] == r["flash_attn"]}
             for r in rows}
     assert all(len(p) == 1 for p in pids.values())
-    assert pids[0] != pids[1] and os.getpid() not in pids[0] | pids[1]
+    assert pids[0] != pids[-1] and os.getpid() not in pids[0] | pids[-1]
     # A fresh interpreter before llama.cpp: nothing of an earlier model in it.
     assert all(r["host_baseline_bytes"] < 100 * MiB for r in rows)
 
@@ -313,10 +334,18 @@ def test_bad_int_lists_are_refused_with_the_syntax(text):
         sweep.parse_int_list(text, name="-p")
 
 
-def test_bool_and_choice_lists():
-    assert sweep.parse_bool_list("0,1,on,off", name="-fa") == [False, True, True, False]
-    with pytest.raises(InvalidRequestError, match="not 0 or 1"):
-        sweep.parse_bool_list("2", name="-fa")
+def test_flash_attention_and_choice_lists():
+    # llama-bench's spellings: auto|on|off, -1|1|0 (and its other words), into its values.
+    assert sweep.parse_axis("flash_attn", "auto,on,off,-1,1,0,enabled") == [
+        -1, 1, 0, -1, 1, 0, 1]
+    assert sweep.parse_axis("flash_attn", [0, 1, True, "auto"]) == [0, 1, 1, -1]  # TOML
+    for bad in ("2", "yes", [2], -2):
+        with pytest.raises(InvalidRequestError, match="-fa.* is not one of auto, on, off"):
+            sweep.parse_axis("flash_attn", bad)
+    with pytest.raises(InvalidRequestError, match="flash_attn must be -1"):
+        Config(fake_target("a.gguf"), (Test(n_prompt=16),), flash_attn=2)
+    assert Config(fake_target("a.gguf"), (Test(n_prompt=16),)).flash_attn == -1
+    assert Config(fake_target("a.gguf"), (Test(n_prompt=16),), flash_attn=True).flash_attn == 1
     assert sweep.parse_axis("type_k", "f16,q8_0") == ["f16", "q8_0"]
     with pytest.raises(InvalidRequestError, match="not one of"):
         sweep.parse_axis("type_k", "q9")
@@ -335,8 +364,10 @@ def test_comma_lists_and_repeated_options_make_a_sweep_in_llama_bench_order():
     configs = sweep.plan(cli.sweep_from_args(args), resolve=fake_target)
     settings = [(c.target.name, c.flash_attn, c.n_threads) for c in configs]
     assert settings == [
-        (m, fa, t) for m in ("a.gguf", "b.gguf") for fa in (False, True) for t in (1, 2)
+        (m, fa, t) for m in ("a.gguf", "b.gguf") for fa in (0, 1) for t in (1, 2)
     ]
+    (default,) = sweep.plan(cli.sweep_from_args(parsed("a.gguf")), resolve=fake_target)
+    assert default.flash_attn == -1  # auto, llama-bench's default
     assert [t.name for t in configs[0].tests] == ["pp16", "pp32", "pp64", "tg4"]
     assert {c.reps for c in configs} == {3}
 
@@ -401,7 +432,7 @@ def test_sweep_toml_reads_like_the_command_line(tmp_path):
                     'output = "out.jsonl"\n')
     spec = sweep.load_toml(path)
     assert spec.models == ["borealis-1b:Q4_K_M", "borealis-1b:Q8_0", "./x.gguf"]
-    assert spec.n_prompt == [128, 256, 512] and spec.flash_attn == [False, True]
+    assert spec.n_prompt == [128, 256, 512] and spec.flash_attn == [0, 1]
     assert (spec.reps, spec.output) == (2, "out.jsonl")
     path.write_text('models = ["a.gguf"]\nthread = [2]\n')
     with pytest.raises(InvalidRequestError, match="unknown key"):
@@ -425,7 +456,7 @@ def synthetic(test: str, avg: float, sd: float, **fields) -> dict:
     row = {name: None for name in LLAMA_BENCH_FIELDS}
     row.update(model_type="gemma3 270M Q4_K - Medium", model_size=246587904,
                model_n_params=268098176, backends="CPU", n_threads=2, n_gpu_layers=0,
-               flash_attn=0, type_k="f16", type_v="f16", n_batch=2048, n_ubatch=512,
+               flash_attn=-1, type_k="f16", type_v="f16", n_batch=2048, n_ubatch=512,
                n_prompt=n_prompt, n_gen=n_gen, n_depth=0, test=test, avg_ts=avg,
                stddev_ts=sd, samples_ts=samples, samples_ns=[1, 2], runtime="llama.cpp",
                model="m", concurrency=1, n_ctx=n_prompt + n_gen, peak_host_bytes=400 * MiB,
@@ -546,7 +577,7 @@ def test_plots_are_png_files(tmp_path):
 @pytest.mark.parametrize(("argv", "message"), [
     (["x.gguf", "-o", "xml"], "not an output format"),
     (["x.gguf", "-p", "16,x"], "not a number or a range"),
-    (["x.gguf", "-fa", "2"], "not 0 or 1"),
+    (["x.gguf", "-fa", "2"], "-fa '2' is not one of auto, on, off"),
     (["x.gguf", "-r", "0"], "-r must be 1 or more"),
     (["./no-such-model.gguf"], "no such model file"),
     (["--sweep", "no-such-sweep.toml"], "no such sweep file"),

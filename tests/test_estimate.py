@@ -4,9 +4,12 @@
   llama.cpp's quantiser chooses: its dry run (no data read, a sparse input file) for
   all 5 sizes x 7 quants, and the stand-in's real Q4_K_M table.
 - Buffer sizes as llama.cpp logs them when it loads the stand-in (KV cache for both
-  sliding-window policies, weights, repacked weights).
+  sliding-window policies, weights, repacked weights, the compute reserve with and
+  without flash attention).
 - The estimate against the peak resident memory (VmHWM) of a child process that loads
-  the stand-in with llama-cpp-python and fills its context: within 15%.
+  the stand-in with llama-cpp-python as our backend opens it (flash attention as `auto`
+  resolves on the CPU, a windowed sliding-window cache) and fills its context: within
+  15%; also with flash attention off.
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ MiB = 1 << 20
 # Runs in a fresh interpreter, so no other test's memory is in the peak: loads GGUF with
 # llama-cpp-python at n_ctx, evaluates n_prompt tokens (<bos> first) in 512-token batches,
 # generates n_gen greedily, and prints VmHWM with llama.cpp's log (buffer sizes) on stderr.
+# swa_full and flash_attn: "default" leaves llama-cpp-python's own (full-size, off).
 _CHILD = r"""
 import json, sys
 import llama_cpp
-path, n_ctx, n_prompt, n_gen, swa_full = sys.argv[1:6]
+path, n_ctx, n_prompt, n_gen, swa_full, flash_attn = sys.argv[1:7]
 extra = {} if swa_full == "default" else {"swa_full": swa_full == "1"}
+if flash_attn != "default":
+    extra["flash_attn"] = flash_attn == "1"
 llm = llama_cpp.Llama(path, n_ctx=int(n_ctx), n_threads=2, verbose=True, **extra)
 tokens = [2] + [300 + (7919 * i) % 260000 for i in range(1, int(n_prompt))]
 llm.eval(tokens)
@@ -50,9 +56,11 @@ print("PEAK " + json.dumps(int(peak) * 1024), file=sys.stderr, flush=True)
 _BUFFER = re.compile(r"(\S+) (model|KV|compute|output) buffer size =\s+([\d.]+) MiB")
 
 
-def measure(path: Path, n_ctx: int, n_prompt: int, n_gen: int = 4, swa_full: str = "default"):
-    """(peak bytes, {buffer: MiB}) of a child that loads `path` and runs a prompt."""
-    args = [str(path), str(n_ctx), str(n_prompt), str(n_gen), swa_full]
+def measure(path: Path, n_ctx: int, n_prompt: int, n_gen: int = 4, swa_full: str = "0",
+            flash_attn: str = "1"):
+    """(peak bytes, {buffer: MiB}) of a child that loads `path` and runs a prompt, by
+    default as our backend opens it on the CPU (windowed cache, flash attention on)."""
+    args = [str(path), str(n_ctx), str(n_prompt), str(n_gen), swa_full, flash_attn]
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, timeout=300
     )
@@ -121,7 +129,7 @@ def test_every_size_and_quant_gets_the_types_llama_cpp_chooses(tmp_path, llama_c
 
 @pytest.fixture(scope="module")
 def short_prompt_2048(gemma_gguf, llama_cpp):
-    """The stand-in at n_ctx 2048 (llama-cpp-python's defaults) with a 16-token prompt."""
+    """The stand-in at n_ctx 2048, as our backend opens it, with a 16-token prompt."""
     _require_proc()
     return measure(gemma_gguf, 2048, 16)
 
@@ -129,29 +137,64 @@ def short_prompt_2048(gemma_gguf, llama_cpp):
 @pytest.mark.slow
 def test_buffers_llama_cpp_logs_are_the_estimates(gemma_gguf, short_prompt_2048):
     shape, n_ctx = SHAPES["270m"], 2048
-    _, full = short_prompt_2048
-    _, windowed = measure(gemma_gguf, n_ctx, 8, swa_full="0")
+    _, windowed = short_prompt_2048
+    # llama-cpp-python's own defaults: a full-size cache for the sliding-window layers
+    # too, flash attention off.
+    _, full = measure(gemma_gguf, n_ctx, 8, swa_full="default", flash_attn="default")
     expected = est.estimate("270m", "Q4_K_M", n_ctx, gguf_path=gemma_gguf)
+    assert (expected.swa_full, expected.flash_attn) == (False, True)  # our backend's
     assert full["CPU_Mapped model"] * MiB == pytest.approx(expected.weights, abs=0.01 * MiB)
     assert full.get("CPU_REPACK model", 0) * MiB == pytest.approx(expected.repack, abs=0.01 * MiB)
-    # llama-cpp-python: a full-size cache for the sliding-window layers too.
-    assert full["CPU KV"] * MiB == expected.kv_cache
-    assert expected.kv_cache == est.kv_cache_bytes(shape, n_ctx, runtime="llama-cpp-python")
-    # swa_full=false (llama-server's default): the catalog's windowed sizing.
+    assert full["CPU KV"] * MiB == est.kv_cache_bytes(shape, n_ctx, swa_full=True)
+    # swa_full=false (our backend's default and llama-server's): the windowed sizing.
+    assert windowed["CPU KV"] * MiB == expected.kv_cache
     assert windowed["CPU KV"] * MiB == est.kv_cache_bytes(shape, n_ctx, runtime="llama-server")
     assert windowed["CPU KV"] * MiB == shape.kv_cache_bytes(n_ctx)
-    # The graph buffer llama.cpp reserves (what a GPU would allocate).
-    reserved = est.compute_reserved(shape, n_ctx)
-    assert full["CPU compute"] * MiB == pytest.approx(reserved, rel=0.02)
+    # The graph buffer llama.cpp reserves (what a GPU would allocate): at 2k the logits.
+    for buffers, flash_attn in ((full, False), (windowed, True)):
+        reserved = est.compute_reserved(shape, n_ctx, flash_attn=flash_attn)
+        assert buffers["CPU compute"] * MiB == pytest.approx(reserved, rel=0.02)
+
+
+def test_flash_attention_keeps_long_contexts_compute_reserve_small(gemma_gguf, llama_cpp):
+    """Where attention outgrows the logits (the stand-in at 128k cells without flash
+    attention; with it only the f16 mask grows, past 256k), the reserve llama.cpp
+    computes for a context on the model loaded without weights is the estimate's."""
+    from borealis_local.runtime import llama_log
+
+    llama_log.install()
+    params = llama_cpp.llama_model_default_params()
+    params.no_alloc, params.load_mode = True, llama_cpp.LLAMA_LOAD_MODE_NONE
+    model = llama_cpp.llama_model_load_from_file(str(gemma_gguf).encode(), params)
+    assert model
+    try:
+        for n_ctx, flash_attn in ((131072, False), (131072, True), (1 << 20, True)):
+            context_params = llama_cpp.llama_context_default_params()
+            context_params.n_ctx, context_params.n_batch = n_ctx, 2048
+            context_params.n_ubatch, context_params.swa_full = 512, False
+            context_params.flash_attn_type = int(flash_attn)
+            mark = llama_log.mark()
+            context = llama_cpp.llama_init_from_model(model, context_params)
+            assert context
+            llama_cpp.llama_free(context)
+            logged = re.findall(r"CPU compute buffer size =\s+([\d.]+) MiB",
+                                llama_log.text_since(mark))
+            reserved = est.compute_reserved(SHAPES["270m"], n_ctx, flash_attn=flash_attn)
+            assert float(logged[-1]) * MiB == pytest.approx(reserved, rel=0.03), n_ctx
+    finally:
+        llama_cpp.llama_model_free(model)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n_ctx", [1024, 2048])
-def test_estimate_is_within_15_percent_of_a_full_contexts_peak(gemma_gguf, llama_cpp, n_ctx):
+@pytest.mark.parametrize(("n_ctx", "flash_attn"), [(1024, True), (2048, True), (2048, False)])
+def test_estimate_is_within_15_percent_of_a_full_contexts_peak(
+    gemma_gguf, llama_cpp, n_ctx, flash_attn
+):
     """What recommend plans for: a child fills the context, then generates 4 tokens."""
     _require_proc()
-    peak, _ = measure(gemma_gguf, n_ctx, n_ctx - 8)
-    expected = est.estimate("270m", "Q4_K_M", n_ctx, gguf_path=gemma_gguf).total
+    peak, _ = measure(gemma_gguf, n_ctx, n_ctx - 8, flash_attn=str(int(flash_attn)))
+    expected = est.estimate("270m", "Q4_K_M", n_ctx, gguf_path=gemma_gguf,
+                            flash_attn=flash_attn).total
     assert 0.85 < expected / peak < 1.15, (expected / MiB, peak / MiB)
 
 
@@ -185,12 +228,25 @@ def test_published_file_sizes_follow_from_the_shapes():
     assert 0 < 2_489_894_560 - weights < 8 * MiB
 
 
-def test_the_kv_cache_grows_with_the_context_and_the_runtime():
+def test_the_kv_cache_follows_swa_full():
     shape = SHAPES["4b"]
-    full = est.kv_cache_bytes(shape, 16384, runtime="llama-cpp-python")
-    windowed = est.kv_cache_bytes(shape, 16384, runtime="ollama")
+    full = est.kv_cache_bytes(shape, 16384, swa_full=True)
+    windowed = est.kv_cache_bytes(shape, 16384)  # our backend's default, as Ollama's
     assert full == 34 * 16384 * 2 * 4 * 256 * 2  # every layer, every cell, f16 K and V
     assert windowed == shape.kv_cache_bytes(16384) < full / 3
+    assert windowed == est.kv_cache_bytes(shape, 16384, runtime="ollama")
+    assert est.estimate("4b", "Q4_K_M", 16384).kv_cache == windowed
+    assert est.estimate("4b", "Q4_K_M", 16384, swa_full=True).kv_cache == full
+
+
+def test_flash_attention_shrinks_the_attention_in_use_at_long_contexts():
+    on = est.estimate("4b", "Q4_K_M", 32768)  # auto resolves on on the CPU
+    off = est.estimate("4b", "Q4_K_M", 32768, flash_attn=False)
+    assert on.flash_attn and not off.flash_attn
+    # K·Q of one 512-token batch, f32, 8 heads and the mask, against 32k cells: 576 MiB;
+    # flash attention keeps only the f16 mask, 32 MiB.
+    assert off.compute - on.compute == 512 * 32768 * (4 * 9 - 2)
+    assert est.estimate("4b", "Q4_K_M", 32768, runtime="ollama").flash_attn is False
 
 
 def test_estimates_add_up_and_grow_with_the_context():
@@ -270,6 +326,20 @@ def test_unified_memory_counts_everything_against_ram():
     pick = advice.pick
     assert pick.where == "unified"
     assert pick.estimate.device_bytes <= 0.75 * 16 * GiB
+
+
+def test_recommend_plans_as_the_backend_opens_the_model():
+    """Flash attention as `auto` resolves and the windowed sliding-window cache: the
+    4b's KV at 16k is 0.5 GiB, not 2.1, so more fits a machine than before."""
+    machine = rec.Machine(ram=16 * GiB)
+    pick = rec.recommend(machine).pick
+    assert (pick.estimate.flash_attn, pick.estimate.swa_full) == (True, False)
+    assert pick.estimate.kv_cache == SHAPES[pick.size].kv_cache_bytes(pick.n_ctx)
+    ollama = rec.recommend(machine, "ollama").pick
+    assert ollama.estimate.flash_attn is False  # planned without it: the larger buffer
+    full = est.estimate("4b", "Q4_K_M", 16384, swa_full=True, flash_attn=False)
+    ours = est.estimate("4b", "Q4_K_M", 16384)
+    assert full.needed - ours.needed > (2.1 - 0.5) * GiB
 
 
 def test_too_little_memory_recommends_nothing():

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 import time
 
 import pytest
 
 from borealis_local import templates
-from borealis_local.catalog import CHAT_FORMAT
+from borealis_local.bench import estimate
+from borealis_local.bench.llama_bench import buffer_sizes
+from borealis_local.catalog import CHAT_FORMAT, SHAPES
 from borealis_local.errors import (
     BackendError,
     ContextOverflowError,
@@ -22,8 +25,15 @@ from borealis_local.errors import (
     InvalidRequestError,
     StructuredOutputError,
 )
+from borealis_local.runtime import llama_log
 from borealis_local.runtime.base import Options
-from borealis_local.runtime.llama_cpp import LlamaCppBackend, StopMatcher
+from borealis_local.runtime.llama_cpp import (
+    LlamaCppBackend,
+    StopMatcher,
+    flash_attn_type,
+    probe_flash_attn,
+    resolve_flash_attn,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +75,10 @@ def test_max_tokens_ends_with_length_and_counts_exactly(backend, llama_cpp, gemm
     ours = backend.complete(STORY, max_tokens=6, temperature=0, seed=3)
     assert ours.finish_reason == "length"
     assert ours.usage.completion_tokens == 6
-    # llama-cpp-python's own non-streaming call, same sampling, fresh model: same answer.
-    fresh = llama_cpp.Llama(model_path=str(gemma_gguf), n_ctx=1024, n_threads=2, verbose=False)
+    # llama-cpp-python's own non-streaming call, same sampling, fresh model opened as ours
+    # (flash attention as `auto` resolved, the windowed cache): same answer.
+    fresh = llama_cpp.Llama(model_path=str(gemma_gguf), n_ctx=1024, n_threads=2, verbose=False,
+                            flash_attn=backend.flash_attn, swa_full=backend.swa_full)
     theirs = fresh.create_completion(
         STORY, max_tokens=6, temperature=0, top_k=64, top_p=0.95, min_p=0.0, repeat_penalty=1.0
     )
@@ -115,7 +127,8 @@ def test_end_of_turn_ends_the_answer_and_is_not_counted(backend, llama_cpp, gemm
     ours = backend.chat(HEI, max_tokens=32, temperature=0, seed=9, json_schema=schema)
     assert ours.finish_reason == "stop"
     assert CHAT_FORMAT.end_of_turn not in ours.text
-    fresh = llama_cpp.Llama(model_path=str(gemma_gguf), n_ctx=1024, n_threads=2, verbose=False)
+    fresh = llama_cpp.Llama(model_path=str(gemma_gguf), n_ctx=1024, n_threads=2, verbose=False,
+                            flash_attn=backend.flash_attn, swa_full=backend.swa_full)
     prompt = fresh.tokenize(templates.render(HEI).encode(), add_bos=False, special=True)
     theirs = fresh.create_completion(
         prompt, max_tokens=32, temperature=0, top_k=64, top_p=0.95, min_p=0.0,
@@ -348,3 +361,114 @@ def test_a_file_llama_cpp_cannot_load_fails_with_llama_cpps_reason(tmp_path, cap
     # llama.cpp's own reason reaches the message, and its log did not reach the terminal.
     assert "key not found in model" in str(error.value)
     assert "llama_model_loader" not in "".join(capfd.readouterr())
+
+
+# -- flash attention and the sliding-window cache ------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "value"), [
+    ("auto", -1), ("on", 1), ("off", 0), ("AUTO", -1), (" On ", 1),
+    (-1, -1), (1, 1), (0, 0), ("-1", -1), ("1", 1), ("0", 0),  # llama-bench's -fa
+    (True, 1), (False, 0), ("enabled", 1), ("disabled", 0), ("true", 1), ("false", 0),
+])  # fmt: skip
+def test_flash_attn_takes_llama_cpps_words_and_numbers(given, value):
+    assert flash_attn_type(given) == value
+
+
+@pytest.mark.parametrize("given", ["yes", "2", 2, -2, 1.0, None, "", "auto,on"])
+def test_a_bad_flash_attn_names_the_choices(given, gemma_gguf):
+    with pytest.raises(InvalidRequestError, match=r"flash_attn .* is not one of auto, on, off"):
+        flash_attn_type(given)
+    with pytest.raises(InvalidRequestError, match="not one of auto, on, off"):
+        LlamaCppBackend(gemma_gguf, flash_attn=given)
+
+
+def test_swa_full_must_be_a_bool(gemma_gguf):
+    with pytest.raises(InvalidRequestError, match="swa_full must be True or False"):
+        LlamaCppBackend(gemma_gguf, swa_full="no")
+
+
+def _load_log(gemma_gguf, **arguments) -> tuple[LlamaCppBackend, str]:
+    """A backend on the stand-in, and what llama.cpp logged while it opened."""
+    mark = llama_log.mark()
+    backend = LlamaCppBackend(gemma_gguf, n_threads=2, **arguments)
+    return backend, llama_log.text_since(mark)
+
+
+@pytest.mark.parametrize(("given", "runs"), [("auto", True), ("off", False), ("on", True)])
+def test_flash_attention_runs_as_llama_cpps_context_says(gemma_gguf, given, runs):
+    backend, log = _load_log(gemma_gguf, n_ctx=256, flash_attn=given)
+    with backend:
+        assert backend.flash_attn is runs
+        assert backend.flash_attn_type == flash_attn_type(given)
+        # llama.cpp's own line for the context llama-cpp-python made.
+        assert re.search(r"llama_context: flash_attn\s+= (\w+)", log)[1] == (
+            "enabled" if runs else "disabled")
+        assert backend.complete(STORY, max_tokens=2).usage.completion_tokens == 2
+
+
+def test_auto_is_what_llama_cpp_itself_resolves_here(gemma_gguf):
+    """llama.cpp's resolution of AUTO (a context made with it, on the model loaded without
+    weights) agrees with ours for every layer on the CPU, and says so in its log."""
+    mark = llama_log.mark()
+    resolved = probe_flash_attn(gemma_gguf, 0)
+    assert re.search(r"resolve_fused_ops: Flash Attention (enabled|not supported)",
+                     llama_log.text_since(mark))
+    assert resolved is resolve_flash_attn(-1, gemma_gguf, 0) is True
+    assert resolve_flash_attn(0, gemma_gguf, -1) is False  # off stays off, asking no one
+    assert resolve_flash_attn(1, gemma_gguf, -1) is True
+
+
+def _kv_bytes(log: str) -> int:
+    return sum(size for name, size in buffer_sizes(log).items() if name.endswith(" KV"))
+
+
+def test_swa_full_sizes_the_kv_cache_llama_cpp_allocates(gemma_gguf):
+    shape, n_ctx = SHAPES["270m"], 4096
+    logs = {}
+    for swa_full in (False, True):
+        backend, logs[swa_full] = _load_log(gemma_gguf, n_ctx=n_ctx, swa_full=swa_full)
+        with backend:
+            assert backend.swa_full is swa_full
+    # The default: the sliding-window layers keep their window (512 + 512 cells, not 4096).
+    assert _kv_bytes(logs[False]) == shape.kv_cache_bytes(n_ctx) == estimate.kv_cache_bytes(
+        shape, n_ctx, swa_full=False)
+    assert _kv_bytes(logs[True]) == estimate.kv_cache_bytes(shape, n_ctx, swa_full=True)
+    assert _kv_bytes(logs[True]) > 2.5 * _kv_bytes(logs[False])
+    assert "using full-size SWA cache" in logs[True]
+    assert "using full-size SWA cache" not in logs[False]
+    default, log = _load_log(gemma_gguf, n_ctx=n_ctx)
+    with default:
+        assert default.swa_full is False and _kv_bytes(log) == _kv_bytes(logs[False])
+
+
+def test_a_windowed_cache_reuses_a_prefix_while_it_holds_the_window(gemma_gguf):
+    """With swa_full=False the sliding-window layers keep 768 cells here (window 512 +
+    micro-batch 256): a second question on the same documents reuses them; after a long
+    turn has pushed the window before the documents' end out, the backend evaluates the
+    prompt whole (as llama-server does) rather than attend to less than the window,
+    and answers as a fresh model does. A full-size cache keeps reusing."""
+    documents = "Kilde [1]: " + "Nasjonalbiblioteket ligger i Mo i Rana. " * 70
+    long_turn = "Forklar dette grundig, med alle detaljer. " * 60
+
+    def ask(backend, text):
+        return backend.chat([{"role": "user", "content": documents + text}], max_tokens=3,
+                            temperature=0)
+
+    cached = {}
+    for swa_full in (False, True):
+        with LlamaCppBackend(gemma_gguf, n_ctx=2048, n_batch=256, n_threads=2,
+                             swa_full=swa_full) as backend:
+            first = ask(backend, "Hvor?")
+            assert first.usage.prompt_tokens > 600  # more than the window
+            second = ask(backend, "Når?")
+            assert second.usage.cached_tokens > first.usage.prompt_tokens - 10
+            long = ask(backend, long_turn + "Hvorfor?")
+            assert long.usage.prompt_tokens > 1000  # more than the windowed cache
+            after = ask(backend, "Hvem?")
+            cached[swa_full] = after.usage.cached_tokens
+            if not swa_full:
+                text = after.text
+    assert cached[False] == 0 and cached[True] > first.usage.prompt_tokens - 10
+    with LlamaCppBackend(gemma_gguf, n_ctx=2048, n_batch=256, n_threads=2) as fresh:
+        assert ask(fresh, "Hvem?").text == text

@@ -16,14 +16,18 @@
 #     run(command="bash benchmarks/gpu/run.sh", carry=[".gpu-carry"], timeout_s=600)
 # Results land in $OUT (or ./gpu-results): gpu.jsonl (a row per test: llama-bench's JSON
 # fields plus ours), gpu.md (the table), system.txt, run.log, rate_vs_size.png and
-# memory_vs_context.png.
+# memory_vs_context.png; serve.jsonl (`borealis bench serve`, one result per concurrency
+# level: vLLM's latency percentiles and throughput) for SERVE_SIZE, in-process and, when
+# $CARRY/llama-server is a CUDA llama-server (linked against the carried llama_cpp/lib or
+# static), behind it with -ngl 99 (--start-server: --parallel = the largest level).
 #
 # Settings (environment): SIZES ("270m 1b 4b 12b 27b"), QUANT (Q4_K_M), REPS (3),
 # DEPTH ("0,4096"), BUDGET_S (seconds the whole script may take, 540 by default, under
 # the device's 600 s per command: a size whose rough cost no longer fits is skipped and
 # said so), CARRY (.gpu-carry), WORK (/tmp/borealis-gpu, for the synthetic files; each
 # is deleted once measured), PYTHON (python3, the image's Python with PyTorch),
-# ALLOW_CPU (set: go on without CUDA, to try the script on a CPU machine).
+# ALLOW_CPU (set: go on without CUDA, to try the script on a CPU machine); SERVE_SIZE
+# (4b; empty: no serving run), SERVE_C (1,4,16), SERVE_PROMPTS (32 per level).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -36,6 +40,9 @@ CARRY=${CARRY:-.gpu-carry}
 WORK=${WORK:-/tmp/borealis-gpu}
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-$PWD/gpu-results}
+SERVE_SIZE=${SERVE_SIZE-4b}
+SERVE_C=${SERVE_C:-1,4,16}
+SERVE_PROMPTS=${SERVE_PROMPTS:-32}
 started=$(date +%s)
 mkdir -p "$OUT" "$WORK"
 exec > >(tee -a "$OUT/run.log") 2>&1
@@ -46,6 +53,8 @@ left() { echo $(( BUDGET_S - ($(date +%s) - started) )); }
 # Rough seconds to synthesise and measure each size on 16 cores and an H100 (the F16
 # scratch file, quantising, loading, the tests); a size is skipped when it cannot fit.
 declare -A COST=([270m]=40 [1b]=60 [4b]=120 [12b]=240 [27b]=420)
+# The serving run on top (4b: in-process, serialised, about 50 s; the server's, 20 s).
+SERVE_COST=90
 
 # -- 1. the carried wheels, and a CUDA llama.cpp --------------------------------------
 shopt -s nullglob
@@ -62,7 +71,8 @@ tar -C /tmp/site -xJf "$CARRY/llama_cpp-cuda.tar.xz" || { say "unpacking llama_c
 export PYTHONPATH="/tmp/site:$PWD/integrations${PYTHONPATH:+:$PYTHONPATH}"
 # The CUDA runtime and cuBLAS the wheel links against: the toolkit's, or PyTorch's copies.
 cuda_libs=(/usr/local/cuda/lib64 /usr/local/nvidia/lib64 "$("$PYTHON" -c 'import site; print(site.getsitepackages()[0])')"/nvidia/*/lib)
-export LD_LIBRARY_PATH="$(IFS=:; echo "${cuda_libs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# /tmp/site/llama_cpp/lib too: a carried llama-server linked against the wheel's libraries.
+export LD_LIBRARY_PATH="/tmp/site/llama_cpp/lib:$(IFS=:; echo "${cuda_libs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1
 
 # ALLOW_CPU=1 runs the whole script on a CPU build: a dry run of the script itself.
@@ -104,6 +114,19 @@ measure() {  # gguf label
     -r "$REPS" -ngl 99 -fa 1 --label "$2" --out "$OUT/gpu.jsonl" -o md
 }
 
+serve() {  # gguf label: latency under load, in-process, then behind llama-server if carried
+  local common=(-c "$SERVE_C" --num-prompts "$SERVE_PROMPTS" --input-len 256 --output-len 64
+                --num-ctx 8192 --warmup 2 --timeout 120 --label "$2" --out "$OUT/serve.jsonl")
+  "$PYTHON" -m borealis_local.bench.cli serve "$1" "${common[@]}" || say "bench serve in-process failed"
+  if [ -x "$CARRY/llama-server" ]; then
+    "$PYTHON" -m borealis_local.bench.cli serve "$1" --start-server \
+      --llama-server "$CARRY/llama-server" --server-args "-ngl 99" "${common[@]}" \
+      || say "bench serve behind llama-server failed"
+  else
+    say "no $CARRY/llama-server (a CUDA build): the serving run is in-process only"
+  fi
+}
+
 if [ -n "${STAND_IN:-}" ] && [ -f "$STAND_IN" ]; then
   say "measuring the stand-in $STAND_IN"
   measure "$STAND_IN" "stand-in: Gemma 3 270M base, not Borealis" || say "the stand-in failed"
@@ -122,8 +145,16 @@ for size in $SIZES; do
   fi
   model=$(echo "$model" | tail -n1)
   say "measuring $model ($(du -h "$model" | cut -f1))"
-  measure "$model" "synthetic $size: Gemma 3 shape, random weights, NOT a language model" \
-    || say "measuring $size failed"
+  label="synthetic $size: Gemma 3 shape, random weights, NOT a language model"
+  measure "$model" "$label" || say "measuring $size failed"
+  if [ "$size" = "$SERVE_SIZE" ]; then
+    if [ "$(left)" -ge "$SERVE_COST" ]; then
+      say "serving $size: -c $SERVE_C, $SERVE_PROMPTS prompts a level"
+      serve "$model" "$label"
+    else
+      say "skipping the serving run: about ${SERVE_COST}s needed, $(left)s left of BUDGET_S=$BUDGET_S (run again with SIZES=$size)"
+    fi
+  fi
   rm -f "$model"
 done
 

@@ -1,17 +1,18 @@
 """`borealis bench`: llama-bench's command line, for every runtime, with memory.
 
     borealis bench                          first run: a Borealis 270m (or the stand-in)
-    borealis bench MODEL… [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-ngl N] [-fa 0|1]
+    borealis bench MODEL… [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-ngl N] [-fa auto|on|off]
                    [-ctk f16] [-ctv f16] [-b 2048] [-ub 512] [--chat 128] [-c 1]
                    [-o md|json|jsonl|csv] [--out results.jsonl] [--plot DIR]
     borealis bench --sweep benchmarks/sweep-example.toml
     borealis bench compare A.jsonl B.jsonl [--ignore FIELDS] [-o md|json]
     borealis bench plot results.jsonl… [--plot DIR]
+    borealis bench report results.jsonl… [-o report.html]
 
-`bench` has three subcommands, `run` (measure; the default, so `borealis bench MODEL`
-is `borealis bench run MODEL`), `compare` and `plot`. `register(subparsers)` adds them
-to the `borealis` parser; `python -m borealis_local.bench.cli …` runs them on their own
-(`main`).
+`bench` has subcommands `run` (measure; the default, so `borealis bench MODEL`
+is `borealis bench run MODEL`), `compare`, `plot` and `report`. `register(subparsers)`
+adds them to the `borealis` parser; `python -m borealis_local.bench.cli …` runs them on
+their own (`main`).
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ Values are lists as in llama-bench: -p 128,512 or -d 0-4096+1024 or -b 128-2048*
 option given twice adds values. Every combination is measured.
 
 Also: `borealis bench compare A.jsonl B.jsonl` (B/A ratios; llama-bench's -o json
-reads too) and `borealis bench plot RESULTS.jsonl --plot DIR`.
+reads too), `borealis bench plot RESULTS.jsonl --plot DIR` and
+`borealis bench report RESULTS.jsonl… -o report.html` (tables and plots in one page).
 """
-SUBCOMMANDS = ("run", "compare", "plot")
+SUBCOMMANDS = ("run", "compare", "plot", "report", "serve")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -91,6 +93,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     plot.add_argument("--plot", metavar="DIR", default="bench-plots",
                       help="where the PNG files go (bench-plots)")
     plot.set_defaults(func=cmd_plot)
+
+    page = commands.add_parser("report", help="one self-contained HTML page of result files",
+                               description="Tables and plots of `bench` and `bench serve` "
+                               "result files in one HTML page that loads nothing else.")
+    page.add_argument("files", nargs="*", metavar="FILE", help="RESULTS.jsonl…")
+    page.add_argument("-o", "--output", default="bench-report.html", metavar="FILE.html",
+                      help="where the page goes (bench-report.html)")
+    page.set_defaults(func=cmd_report)
+
+    from borealis_local.bench.serve_cli import register as register_serve
+
+    register_serve(commands)  # `bench serve`: latency under load
     return parser
 
 
@@ -123,12 +137,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", dest="threads", **axis, help="CPU threads (physical cores)")
     p.add_argument("-ngl", "--n-gpu-layers", dest="n_gpu_layers", **axis,
                    help="layers on the GPU (all on a GPU build, else 0)")
-    p.add_argument("-fa", "--flash-attn", dest="flash_attn", action="append", metavar="0|1",
-                   help="flash attention (0)")
+    p.add_argument("-fa", "--flash-attn", dest="flash_attn", action="append",
+                   metavar="auto|on|off",
+                   help="flash attention: auto, on or off; llama-bench's -1, 1, 0 too (auto)")
     p.add_argument("-ctk", "--cache-type-k", dest="type_k", action="append", metavar="TYPE",
                    help="K cache type (f16)")
     p.add_argument("-ctv", "--cache-type-v", dest="type_v", action="append", metavar="TYPE",
-                   help="V cache type (f16; quantised needs -fa 1)")
+                   help="V cache type (f16; quantised needs flash attention: -fa auto or on)")
     p.add_argument("-b", "--batch-size", dest="n_batch", **axis, help="logical batch (2048)")
     p.add_argument("-ub", "--ubatch-size", dest="n_ubatch", **axis, help="micro-batch (512)")
     p.add_argument("-c", "--concurrency", dest="concurrency", **axis,
@@ -378,6 +393,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise InvalidRequestError("plot takes result files: borealis bench plot RESULTS.jsonl")
     rows = [row for name in args.files for row in read_rows(name)]
     _write_plots(rows, args.plot)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from borealis_local.bench.html_report import read_results, write_report
+
+    path = write_report(read_results(args.files), args.output)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

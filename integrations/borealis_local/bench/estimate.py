@@ -12,17 +12,20 @@ The estimate adds what llama.cpp allocates and touches:
   originals, clean page cache that is never read again and that the kernel takes back
   first.
 - KV cache: f16 K and V per layer and cell. Global layers get `n_ctx` cells; sliding-
-  window layers `window + n_ubatch` rounded up to 256 (`Shape.kv_cache_bytes`) in
-  llama-server and Ollama, but llama-cpp-python's `Llama()` keeps llama.cpp's context
-  default `swa_full=true` (it passes `swa_full` only when given; the log says "using
-  full-size SWA cache"), so there every layer gets `n_ctx` cells: for 4b at 16k that
-  is 2.1 GiB instead of 0.5 GiB.
+  window layers `window + n_ubatch` rounded up to 256 (`Shape.kv_cache_bytes`), as
+  llama-server, Ollama and our llama.cpp backend (`swa_full=False`,
+  `runtime.llama_cpp.DEFAULT_SWA_FULL`) open them. With `swa_full=True` (llama.cpp's
+  context default, which llama-cpp-python's own `Llama()` keeps unless told) every
+  layer gets `n_ctx` cells: for 4b at 16k that is 2.1 GiB instead of 0.5 GiB.
 - compute: llama.cpp reserves a graph buffer for the worst batch (`n_ubatch` tokens,
   each with logits): the logits alone are n_vocab x n_ubatch x 4 bytes, 512 MiB for
   Gemma's 262k vocabulary. A GPU allocates all of it. On the CPU the pages are taken
   only when written, and llama-cpp-python asks for one row of logits per batch, so
-  what a process holds is the attention scores of a full batch at the deepest context
-  plus the batch's activations (`COMPUTE_*`, fitted to measured peaks).
+  what a process holds is the attention of a full batch at the deepest context plus
+  the batch's activations (`COMPUTE_*`, fitted to measured peaks). Without flash
+  attention that attention is the K·Q scores, f32, one row per head and cell; with it
+  (llama.cpp's `auto` turns it on on the CPU and on GPUs that run it: the default
+  here, in llama-server and in llama-bench) only the f16 mask, one row per cell.
 - overhead: the Python process with llama-cpp-python loaded, and the vocabulary and
   graph bookkeeping llama.cpp builds at load (`BASELINE_BYTES`, `VOCAB_BYTES`).
 
@@ -41,14 +44,20 @@ from typing import Literal, get_args
 from borealis_local.bench.tensors import tensor_bytes, tensor_kind, tensor_types
 from borealis_local.catalog import DEFAULT_NUM_CTX, DEFAULT_QUANT, SHAPES, SIZES, Shape, check_quant
 from borealis_local.errors import BorealisError
+from borealis_local.runtime.llama_cpp import DEFAULT_SWA_FULL
 
 GiB = 1 << 30
 MiB = 1 << 20
 
 Runtime = Literal["llama-cpp-python", "llama-server", "ollama"]
 RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
-# Which runtimes give every sliding-window layer a full-size cache (see above).
-FULL_SWA = {"llama-cpp-python": True, "llama-server": False, "ollama": False}
+# Which runtimes give every sliding-window layer a full-size cache (see above): ours
+# follows the llama.cpp backend's default.
+FULL_SWA = {"llama-cpp-python": DEFAULT_SWA_FULL, "llama-server": False, "ollama": False}
+# Whether flash attention runs: llama.cpp's `auto` (our backend's and llama-server's
+# default) resolves on where the device runs it; Ollama is planned without it (its
+# OLLAMA_FLASH_ATTENTION), the larger buffer.
+FLASH_ATTN = {"llama-cpp-python": True, "llama-server": True, "ollama": False}
 DEFAULT_RUNTIME: Runtime = "llama-cpp-python"
 N_UBATCH = 512
 # llama.cpp pads the context to 256 cells.
@@ -68,7 +77,7 @@ VOCAB_BYTES = 47 * MiB
 # reserves 568 MiB against 522). What a CPU process touches with its context
 # full was fitted to peaks of 270m, 1b and 4b: the same scores, activations of about
 # three FFN and three hidden widths, and 18 MiB of scratch at the first decode.
-F32 = 4
+F32, F16 = 4, 2
 RESERVED_FFN_WIDTHS, RESERVED_HIDDEN_WIDTHS = 1, 3
 IN_USE_FFN_WIDTHS, IN_USE_HIDDEN_WIDTHS = 3, 3
 FIRST_DECODE_BYTES = 18 * MiB
@@ -102,6 +111,10 @@ class Estimate:
     overhead: int
     source: str = "catalog shape"
     """Where the weights figure comes from: the catalog's shape, or a GGUF's own tensors."""
+    flash_attn: bool = True
+    """Whether flash attention runs (it sizes the compute buffer)."""
+    swa_full: bool = False
+    """Whether the sliding-window layers have a full-size cache (it sizes the KV cache)."""
 
     @property
     def total(self) -> int:
@@ -146,6 +159,8 @@ def estimate(
     n_ubatch: int = N_UBATCH,
     gguf_path: str | Path | None = None,
     depth: int | None = None,
+    flash_attn: bool | None = None,
+    swa_full: bool | None = None,
 ) -> Estimate:
     """Expected peak memory of `size` at `quant` with an `n_ctx`-token context in use.
 
@@ -153,6 +168,8 @@ def estimate(
     and compute buffers in VRAM) or "unified" (Apple silicon: one memory for both).
     With `gguf_path`, the weights are that file's own tensors. `depth`: how many tokens
     the context holds at the peak (default: all `n_ctx`, the memory to plan for).
+    `flash_attn`, `swa_full`: as the model is opened (default: the runtime's defaults,
+    `FLASH_ATTN` and `FULL_SWA`).
     """
     shape, quant = _shape(size), check_quant(quant)
     n_ctx = _padded(n_ctx or DEFAULT_NUM_CTX[size])
@@ -164,6 +181,7 @@ def estimate(
         plan, source = _file_plan(gguf_path), f"tensors of {Path(gguf_path).name}"
     weights = sum(tensor_bytes(dims, ggml_type) for dims, _, ggml_type in plan)
     on_cpu = device == "cpu"
+    flash = FLASH_ATTN[runtime] if flash_attn is None else flash_attn
     return Estimate(
         size=size,
         quant=quant,
@@ -172,14 +190,17 @@ def estimate(
         device=device,
         weights=weights,
         repack=_repack_bytes(plan) if on_cpu else 0,
-        kv_cache=kv_cache_bytes(shape, n_ctx, runtime=runtime, n_ubatch=n_ubatch),
+        kv_cache=kv_cache_bytes(shape, n_ctx, runtime=runtime, n_ubatch=n_ubatch,
+                                swa_full=swa_full),
         compute=(
-            compute_in_use(shape, min(depth or n_ctx, n_ctx), n_ubatch)
+            compute_in_use(shape, min(depth or n_ctx, n_ctx), n_ubatch, flash_attn=flash)
             if on_cpu
-            else compute_reserved(shape, n_ctx, n_ubatch)
+            else compute_reserved(shape, n_ctx, n_ubatch, flash_attn=flash)
         ),
         overhead=BASELINE_BYTES + VOCAB_BYTES,
         source=source,
+        flash_attn=flash,
+        swa_full=FULL_SWA[runtime] if swa_full is None else swa_full,
     )
 
 
@@ -224,36 +245,44 @@ def _repack_bytes(plan) -> int:
 
 
 def kv_cache_bytes(
-    shape: Shape, n_ctx: int, *, runtime: Runtime = DEFAULT_RUNTIME, n_ubatch: int = N_UBATCH
+    shape: Shape, n_ctx: int, *, runtime: Runtime = DEFAULT_RUNTIME, n_ubatch: int = N_UBATCH,
+    swa_full: bool | None = None,
 ) -> int:
-    """f16 K and V for every layer: all `n_ctx` cells where the runtime keeps a
-    full-size sliding-window cache (llama-cpp-python), else `Shape.kv_cache_bytes`."""
-    if FULL_SWA[runtime]:
+    """f16 K and V for every layer: all `n_ctx` cells with a full-size sliding-window
+    cache (`swa_full`; default: the runtime's, `FULL_SWA`), else `Shape.kv_cache_bytes`."""
+    if FULL_SWA[runtime] if swa_full is None else swa_full:
         return shape.layers * n_ctx * 2 * shape.kv_heads * shape.head_dim * KV_BYTES
     return shape.kv_cache_bytes(n_ctx, n_ubatch=n_ubatch, bytes_per_value=KV_BYTES)
 
 
-def compute_reserved(shape: Shape, n_ctx: int, n_ubatch: int = N_UBATCH) -> int:
+def compute_reserved(shape: Shape, n_ctx: int, n_ubatch: int = N_UBATCH, *,
+                     flash_attn: bool = True) -> int:
     """The graph buffer llama.cpp allocates (all of it on a GPU): the worst batch's
     logits, or its attention at full depth when that is larger (long contexts)."""
     logits = n_ubatch * F32 * (shape.vocab + 2 * shape.hidden)
     widths = RESERVED_FFN_WIDTHS * shape.ffn + RESERVED_HIDDEN_WIDTHS * shape.hidden
-    return max(logits, _scores_bytes(shape, n_ctx, n_ubatch) + n_ubatch * F32 * widths)
+    attention = _attention_bytes(shape, n_ctx, n_ubatch, flash_attn)
+    return max(logits, attention + n_ubatch * F32 * widths)
 
 
-def compute_in_use(shape: Shape, depth: int, n_ubatch: int = N_UBATCH) -> int:
+def compute_in_use(shape: Shape, depth: int, n_ubatch: int = N_UBATCH, *,
+                   flash_attn: bool = True) -> int:
     """What a CPU process touches of that buffer with `depth` tokens in its context (the
     last batch of them attending to all); pages never written stay unallocated, and
     llama-cpp-python asks for one row of logits a batch."""
     tokens = min(depth, n_ubatch)
     widths = IN_USE_FFN_WIDTHS * shape.ffn + IN_USE_HIDDEN_WIDTHS * shape.hidden
-    scores = _scores_bytes(shape, _padded(depth), tokens)
-    return scores + tokens * F32 * widths + FIRST_DECODE_BYTES
+    attention = _attention_bytes(shape, _padded(depth), tokens, flash_attn)
+    return attention + tokens * F32 * widths + FIRST_DECODE_BYTES
 
 
-def _scores_bytes(shape: Shape, n_ctx: int, n_ubatch: int) -> int:
-    """K·Q of one batch against every cell, one row per head plus the mask (no flash
-    attention, llama-cpp-python's default)."""
+def _attention_bytes(shape: Shape, n_ctx: int, n_ubatch: int, flash_attn: bool) -> int:
+    """What attention of one batch against every cell keeps: without flash attention
+    K·Q, f32, one row per head, plus the mask; with it the f16 mask only (the scores
+    are made tile by tile). On the stand-in llama.cpp reserved 1291.8 MiB without it at
+    128k and 1042.8 MiB with it at 1M cells (514.5, the logits, up to 256k)."""
+    if flash_attn:
+        return n_ubatch * F16 * n_ctx
     return n_ubatch * F32 * n_ctx * (shape.heads + 1)
 
 

@@ -28,6 +28,7 @@ from borealis_local.bench.probes import GpuMemory
 from borealis_local.bench.row import CPU_BACKENDS
 from borealis_local.bench.run import Run, summary, system_facts
 from borealis_local.errors import BackendError
+from borealis_local.runtime.llama_cpp import FLASH_ATTN_OFF
 
 # What llama.cpp logs of its buffers and devices.
 _BUFFER = re.compile(r"^\s*\S+:\s+(\S+)\s+(model|KV|compute|output|RS)\s+buffer size\s*=\s*"
@@ -139,17 +140,15 @@ class LlamaCppRun(Run):
         params.type_k = _ggml_type(config.type_k)
         params.type_v = _ggml_type(config.type_v)
         params.offload_kqv = True
-        params.flash_attn_type = (
-            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attn
-            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        # llama.cpp's own values (-1 auto, 0, 1), resolved by llama.cpp, as llama-bench does.
+        params.flash_attn_type = config.flash_attn
         params.embeddings = False
         params.swa_full = False
         context = lib.llama_init_from_model(model, params)
         if not context:
             hint = ""
-            if config.type_v != "f16" and not config.flash_attn:
-                hint = ": a quantised V cache needs flash attention (-fa 1)"
+            if config.type_v != "f16" and config.flash_attn == FLASH_ATTN_OFF:
+                hint = ": a quantised V cache needs flash attention (-fa auto or on)"
             raise BackendError(
                 f"llama.cpp could not create a {n_ctx}-token context with "
                 f"type_k={config.type_k}, type_v={config.type_v}{hint}"
@@ -228,16 +227,22 @@ class LlamaCppRun(Run):
     # -- the chat view -----------------------------------------------------------------
 
     def _chat(self, test: Test) -> None:
-        from borealis_local.runtime.llama_cpp import LlamaCppBackend
+        from borealis_local.runtime.llama_cpp import LlamaCppBackend, resolve_flash_attn
 
         config = self.config
         self.step(f"{test.name}: loading the model")
         self.host.reset_peak()
+        # `auto` resolved before the mark: on a GPU llama.cpp is asked with a model loaded
+        # without weights, whose simulated buffers are not this row's.
+        n_gpu_layers = config.n_gpu_layers if self.gpu else 0
+        if n_gpu_layers is None:
+            n_gpu_layers = -1  # the backend's default on a GPU build: every layer
+        flash_attn = resolve_flash_attn(config.flash_attn, config.target.path, n_gpu_layers)
         mark = self.log.mark()
         n_ctx = 256 * math.ceil((test.n_gen + 256) / 256)  # the message is < 100 tokens
         backend = LlamaCppBackend(
             config.target.path, name=config.target.name, n_ctx=n_ctx,
-            n_gpu_layers=config.n_gpu_layers, flash_attn=config.flash_attn,
+            n_gpu_layers=config.n_gpu_layers, flash_attn=flash_attn,
             n_threads=config.n_threads, n_batch=config.n_batch,
         )
         try:

@@ -2,7 +2,9 @@
 
 A configuration is one model on one runtime with fixed settings (threads, GPU layers,
 flash attention, KV cache types, batch sizes) and the tests run on it, one result row
-each; it runs in a child process of its own (`child.run_config`):
+each; it runs in a child process of its own (`child.run_config`). Flash attention is
+llama.cpp's value, as llama-bench's JSON records it: -1 auto (the default of both),
+0 off, 1 on.
 
 - `ppN` / `tgN` (optionally `@ dD`), llama.cpp in-process, exactly llama-bench's method
   (`llama_bench`);
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from borealis_local.bench.row import Identity
 from borealis_local.errors import InvalidRequestError
+from borealis_local.runtime.llama_cpp import FLASH_ATTN_AUTO, FLASH_ATTN_OFF, FLASH_ATTN_ON
 
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 # llama-cpp-python's micro-batch, which the runtime backend (the chat view) keeps.
@@ -95,7 +98,7 @@ class Config:
     reps: int = 5
     n_threads: int | None = None
     n_gpu_layers: int | None = None
-    flash_attn: bool = False
+    flash_attn: int = FLASH_ATTN_AUTO  # -1 auto, 0 off, 1 on (llama.cpp's flash_attn_type)
     type_k: str = "f16"
     type_v: str = "f16"
     n_batch: int = 2048
@@ -114,6 +117,11 @@ class Config:
             positive(name)
         if self.n_threads is not None:
             positive("n_threads")
+        if isinstance(self.flash_attn, bool):  # True/False: on/off, as llama.cpp's value
+            object.__setattr__(self, "flash_attn", int(self.flash_attn))
+        if self.flash_attn not in (FLASH_ATTN_AUTO, FLASH_ATTN_OFF, FLASH_ATTN_ON):
+            raise InvalidRequestError(
+                f"flash_attn must be -1 (auto), 0 (off) or 1 (on), not {self.flash_attn!r}")
         for name in ("type_k", "type_v"):
             if getattr(self, name) not in KV_CACHE_TYPES:
                 raise InvalidRequestError(
@@ -142,7 +150,7 @@ class Config:
             test=test.name,
             n_threads=self.n_threads if local else None,
             n_gpu_layers=self.n_gpu_layers if local else None,
-            flash_attn=int(self.flash_attn) if local else None,
+            flash_attn=self.flash_attn if local else None,
             type_k=("f16" if chat else self.type_k) if local else None,
             type_v=("f16" if chat else self.type_v) if local else None,
             n_batch=self.n_batch if local else None,

@@ -9,7 +9,8 @@ from typing import Any
 
 
 class Nvml:
-    """An initialised NVML: device names, memory in use and in total, a process's use."""
+    """An initialised NVML: device names, memory in use and in total, a process's use,
+    energy used."""
 
     name = "nvml"  # as row sources name it ("nvml-process")
 
@@ -50,6 +51,17 @@ class Nvml:
 
     def device_used(self) -> int:
         return sum(self.nvml.nvmlDeviceGetMemoryInfo(h).used for h in self._handles())
+
+    def energy_joules(self) -> float | None:
+        """Energy all devices have used since the driver loaded (NVML's counter, Volta
+        and newer), in joules; None where a device does not report it (never 0)."""
+        try:
+            millijoules = [
+                self.nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self._handles()
+            ]
+        except self.nvml.NVMLError:
+            return None
+        return sum(millijoules) / 1000 if millijoules else None
 
     def names(self) -> list[str]:
         return [_text(self.nvml.nvmlDeviceGetName(h)) for h in self._handles()]

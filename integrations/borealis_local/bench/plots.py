@@ -12,9 +12,8 @@ from borealis_local.bench.row import ResultRow, as_row
 from borealis_local.errors import InvalidRequestError
 
 
-def plot(rows: Rows, directory: str | Path) -> list[Path]:
-    """PNG plots: rate against model size (each point marked with its quant) and peak
-    memory against context length. Needs matplotlib (`pip install borealis-local[bench]`)."""
+def pyplot():
+    """matplotlib's pyplot drawing to files (Agg), or a clear error naming the extra."""
     try:
         import matplotlib
     except ImportError:
@@ -22,6 +21,15 @@ def plot(rows: Rows, directory: str | Path) -> list[Path]:
             "plots need matplotlib: pip install matplotlib (or borealis-local[bench])"
         ) from None
     matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(rows: Rows, directory: str | Path) -> list[Path]:
+    """PNG plots: rate against model size (each point marked with its quant) and peak
+    memory against context length. Needs matplotlib (`pip install borealis-local[bench]`)."""
+    pyplot()
     rows = [as_row(row) for row in rows]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@ context, and one pick; and the speed one measurement projects for them.
 
 A size and quant fit where the memory `estimate` expects at a context step fits what
 the machine has to spare: on the GPU (VRAM, or the part of unified memory the GPU may
-wire) with the process in RAM, else on the CPU in RAM.
+wire) with the process in RAM, else on the CPU in RAM. The estimate opens the model as
+the runtime does by default: flash attention as `auto` resolves, the sliding-window
+layers' cache as `swa_full` sizes it (`estimate.FLASH_ATTN`, `estimate.FULL_SWA`).
 """
 
 from __future__ import annotations

@@ -136,13 +136,9 @@ def render(rows: Rows, fmt: str) -> str:
     return {"md": to_markdown, "json": to_json, "jsonl": to_jsonl, "csv": to_csv}[fmt](rows)
 
 
-def to_markdown(rows: Rows) -> str:
-    """llama-bench's table: model, size, params, backend, the settings that vary or are
-    not the default, test, t/s (mean ± sample stddev); then peak memory and, for chat
-    rows, time to first token. Labels (a stand-in model) become footnotes."""
-    rows = [as_row(row) for row in rows]
-    if not rows:
-        return "no results\n"
+def table_cells(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The rate table's columns, its cells (a list per row, as text) and the labels its
+    footnotes number (`*`, `**`, ...): what `to_markdown` and the HTML report show."""
     labels = list(dict.fromkeys(r.label for r in rows if r.label))
     fields = ["model", "size", "params", "backend"] + _setting_columns(rows)
     fields += ["test", "t/s", "peak RAM"]
@@ -150,7 +146,17 @@ def to_markdown(rows: Rows) -> str:
         fields.append("GPU mem")
     if any(r.ttft_ms is not None for r in rows):
         fields.append("ttft ms")
-    table = [[_cell(row, f, labels) for f in fields] for row in rows]
+    return fields, [[_cell(row, f, labels) for f in fields] for row in rows], labels
+
+
+def to_markdown(rows: Rows) -> str:
+    """llama-bench's table: model, size, params, backend, the settings that vary or are
+    not the default, test, t/s (mean ± sample stddev); then peak memory and, for chat
+    rows, time to first token. Labels (a stand-in model) become footnotes."""
+    rows = [as_row(row) for row in rows]
+    if not rows:
+        return "no results\n"
+    fields, table, labels = table_cells(rows)
     widths = [max(len(f), *(len(line[i]) for line in table)) for i, f in enumerate(fields)]
     right = {i for i, f in enumerate(fields) if f not in ("model", "backend", "test")}
 
@@ -175,7 +181,7 @@ def to_markdown(rows: Rows) -> str:
 _SETTINGS = {
     "n_gpu_layers": ("ngl", None), "n_threads": ("threads", None), "n_batch": ("n_batch", 2048),
     "n_ubatch": ("n_ubatch", 512), "type_k": ("type_k", "f16"), "type_v": ("type_v", "f16"),
-    "flash_attn": ("fa", 0), "concurrency": ("streams", 1),
+    "flash_attn": ("fa", -1), "concurrency": ("streams", 1),
 }  # fmt: skip
 
 

@@ -99,7 +99,7 @@ class ResultRow(Mapping):
     split_mode: str | None = _llama_bench()
     main_gpu: int | None = _llama_bench()
     no_kv_offload: bool | None = _llama_bench()
-    flash_attn: int | bool | None = _llama_bench()
+    flash_attn: int | bool | None = _llama_bench()  # -1 auto, 0 off, 1 on (as llama-bench)
     use_mmap: bool | None = _llama_bench()
     embeddings: bool | None = _llama_bench()
     n_prompt: int | None = _llama_bench()

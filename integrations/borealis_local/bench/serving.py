@@ -11,14 +11,8 @@ import random
 from borealis_local.bench.chat_view import chat_reps
 from borealis_local.bench.measure import Test
 from borealis_local.bench.run import Run, summary, system_facts
+from borealis_local.bench.serve_workload import FILLER as _FILLER
 from borealis_local.errors import BackendError
-
-# Words for server prompts of a given length: common words, each about one token.
-_FILLER = (
-    "og i det som er på en til av for at med ikke har de var jeg om men et også fra "
-    "kan vil når år nå så eller bare etter over hva ved seg under mot dag tid land by "
-    "vann skog fjell hus bok lys natt sol vind hav vei barn folk arbeid skole språk"
-).split()
 
 
 class ServerRun(Run):

@@ -30,6 +30,7 @@ from borealis_local.bench.measure import (
 )
 from borealis_local.bench.row import ResultRow
 from borealis_local.errors import InvalidRequestError
+from borealis_local.runtime.llama_cpp import FLASH_ATTN_AUTO, flash_attn_type
 
 # llama-bench's value syntax: first[-last[(+|*)step]].
 _RANGE = re.compile(r"^(\d+)(?:-(\d+)(?:([+*])(\d+))?)?$")
@@ -64,16 +65,10 @@ def _range(first: int, last: int, op: str, step: int, name: str) -> list[int]:
     return values
 
 
-def parse_bool_list(text: str, *, name: str) -> list[bool]:
-    """`0,1` (also on/off, true/false) → booleans."""
-    words = {"0": False, "off": False, "false": False, "1": True, "on": True, "true": True}
-    values = []
-    for part in str(text).split(","):
-        word = part.strip().lower()
-        if word not in words:
-            raise InvalidRequestError(f"{name}: {part!r} in {text!r} is not 0 or 1 (on/off)")
-        values.append(words[word])
-    return values
+def parse_flash_attn_list(text: str, *, name: str = "-fa") -> list[int]:
+    """`auto,on,off` (llama-bench's -1,1,0 and its other words too) → llama.cpp's
+    flash_attn_type values: -1 auto, 1 on, 0 off."""
+    return [flash_attn_type(part, what=name) for part in str(text).split(",")]
 
 
 def parse_choice_list(text: str, *, name: str, choices: Iterable[str]) -> list[str]:
@@ -108,7 +103,7 @@ class Sweep:
     reps: int = 5
     threads: list[int] | None = None  # None: the physical cores
     n_gpu_layers: list[int] | None = None  # None: all layers on a GPU build, else 0
-    flash_attn: list[bool] = field(default_factory=lambda: [False])
+    flash_attn: list[int] = field(default_factory=lambda: [FLASH_ATTN_AUTO])  # llama-bench's
     type_k: list[str] = field(default_factory=lambda: ["f16"])
     type_v: list[str] = field(default_factory=lambda: ["f16"])
     n_batch: list[int] = field(default_factory=lambda: [2048])
@@ -133,7 +128,7 @@ class Sweep:
 _LIST_AXES = {
     "n_prompt": ("-p", "int"), "n_gen": ("-n", "int"), "n_depth": ("-d", "int"),
     "chat": ("--chat", "int"), "threads": ("-t", "int"), "n_gpu_layers": ("-ngl", "ngl"),
-    "flash_attn": ("-fa", "bool"), "type_k": ("-ctk", "kv"), "type_v": ("-ctv", "kv"),
+    "flash_attn": ("-fa", "fa"), "type_k": ("-ctk", "kv"), "type_v": ("-ctv", "kv"),
     "n_batch": ("-b", "int"), "n_ubatch": ("-ub", "int"), "concurrency": ("-c", "int"),
 }  # fmt: skip
 
@@ -144,18 +139,16 @@ def parse_axis(key: str, value: Any) -> list:
     items = value if isinstance(value, list) else [value]
     parsed: list = []
     for item in items:
-        if isinstance(item, bool) and value_type == "bool":
-            parsed.append(item)
+        if value_type == "fa" and isinstance(item, bool):
+            parsed.append(int(item))
         elif isinstance(item, int) and not isinstance(item, bool) and value_type in ("int", "ngl"):
             if item < 0 and value_type != "ngl":
                 raise InvalidRequestError(f"{option}: {item} must be >= 0")
             parsed.append(item)
-        elif isinstance(item, int) and not isinstance(item, bool) and value_type == "bool":
-            parsed += parse_bool_list(str(item), name=option)
+        elif value_type == "fa" and isinstance(item, (int, str)):
+            parsed += parse_flash_attn_list(str(item), name=option)
         elif value_type in ("int", "ngl") and isinstance(item, str):
             parsed += parse_int_list(item, name=option, allow_negative=value_type == "ngl")
-        elif value_type == "bool" and isinstance(item, str):
-            parsed += parse_bool_list(item, name=option)
         elif value_type == "kv" and isinstance(item, str):
             parsed += parse_choice_list(item, name=option, choices=KV_CACHE_TYPES)
         else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from borealis_local.catalog import SAMPLING, parse_name
 from borealis_local.errors import (
@@ -36,6 +37,95 @@ from borealis_local.templates import render
 NEUTRAL = {"min_p": 0.0, "repeat_penalty": 1.0}
 DEFAULT_N_CTX = 4096
 
+# Flash attention as llama.cpp takes it: its enum llama_flash_attn_type (AUTO -1, DISABLED
+# 0, ENABLED 1), which llama-bench's JSON records as "flash_attn", and the words its
+# command lines accept for each (common/arg.cpp: is_autoy, is_truthy, is_falsey).
+FlashAttn = Literal["auto", "on", "off"]
+FLASH_ATTN_CHOICES: tuple[FlashAttn, ...] = ("auto", "on", "off")
+FLASH_ATTN_AUTO, FLASH_ATTN_OFF, FLASH_ATTN_ON = -1, 0, 1
+_FLASH_ATTN_WORDS = {
+    "auto": FLASH_ATTN_AUTO, "-1": FLASH_ATTN_AUTO,
+    "on": FLASH_ATTN_ON, "enabled": FLASH_ATTN_ON, "true": FLASH_ATTN_ON, "1": FLASH_ATTN_ON,
+    "off": FLASH_ATTN_OFF, "disabled": FLASH_ATTN_OFF, "false": FLASH_ATTN_OFF,
+    "0": FLASH_ATTN_OFF,
+}  # fmt: skip
+# What llama.cpp logs when it resolves `auto` (llama-context.cpp, resolve_fused_ops).
+_FLASH_ATTN_RESOLVED = re.compile(r"Flash Attention (enabled|not supported)")
+
+# A sliding-window cache (swa_full=False, llama-server's and Ollama's default) instead of
+# llama.cpp's context default, a full-size one: Gemma 3's local layers (5 of every 6)
+# keep n_swa + n_ubatch cells, not n_ctx. Measured on the stand-in, 2 threads, n_ctx 4096
+# (benchmarks/swa_full.py, issue 14's note): KV cache 27 MiB instead of 72 (the 4b at 16k:
+# 0.5 GiB instead of 2.1); on an 1818-token RAG prompt cold TTFT 3.3 s both ways, the next
+# question on the same sources 61 ms against 62 (1808 tokens reused; after a 400-token
+# answer on 2120 tokens, 69 ms); only after an answer longer than about the window (560) is
+# the prompt evaluated whole again (3.3 s; see `_window_kept`), where the full-size
+# cache still reuses it (64 ms). A turn that extends the conversation keeps reusing it
+# (its window is the newest part of the cache).
+DEFAULT_SWA_FULL = False
+
+
+def flash_attn_type(value: FlashAttn | bool | int | str, *, what: str = "flash_attn") -> int:
+    """llama.cpp's flash_attn_type (-1 auto, 0 off, 1 on) for "auto", "on", "off",
+    llama-bench's -1, 1, 0 (numbers or text) or a bool."""
+    if isinstance(value, bool):
+        return FLASH_ATTN_ON if value else FLASH_ATTN_OFF
+    word = str(value).strip().lower()
+    if word not in _FLASH_ATTN_WORDS:
+        raise InvalidRequestError(
+            f"{what} {value!r} is not one of {', '.join(FLASH_ATTN_CHOICES)} "
+            "(llama-bench's -1, 1, 0 mean the same)"
+        )
+    return _FLASH_ATTN_WORDS[word]
+
+
+def resolve_flash_attn(requested: int, model_path: str | Path, n_gpu_layers: int) -> bool:
+    """Whether flash attention runs: on and off as asked; `auto` as llama.cpp resolves
+    it. llama-cpp-python's `Llama()` takes only a bool (it never passes AUTO), so `auto`
+    is decided here the way llama.cpp decides it when its context is made (llama-
+    context.cpp, resolve_fused_ops): on unless some layer's flash-attention node lands
+    on another device than the layer (its device lacks the kernel). ggml's CPU backend
+    runs FLASH_ATTN_EXT for every type and shape (ggml-cpu.cpp, supports_op), so with no
+    layer offloaded it is on; otherwise llama.cpp itself is asked (`probe_flash_attn`)."""
+    if requested != FLASH_ATTN_AUTO:
+        return requested == FLASH_ATTN_ON
+    if n_gpu_layers == 0:
+        return True
+    return probe_flash_attn(model_path, n_gpu_layers)
+
+
+def probe_flash_attn(model_path: str | Path, n_gpu_layers: int) -> bool:
+    """llama.cpp's own resolution of flash attention `auto` for this model and offload:
+    a context made with AUTO on the model loaded without weights (`no_alloc`, no mmap,
+    as llama.cpp's memory-fit pass in common/fit.cpp loads it), then what it logged."""
+    import llama_cpp
+
+    llama_log.install()
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = n_gpu_layers
+    params.no_alloc = True
+    params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
+    mark = llama_log.mark()
+    model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), params)
+    if not model:
+        raise BackendError(f"llama.cpp could not open {model_path}. It said:\n{llama_log.recent()}")
+    try:
+        context_params = llama_cpp.llama_context_default_params()
+        context_params.n_ctx = context_params.n_batch = context_params.n_ubatch = 256
+        context_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        context = llama_cpp.llama_init_from_model(model, context_params)
+        if context:
+            llama_cpp.llama_free(context)
+    finally:
+        llama_cpp.llama_model_free(model)
+    found = _FLASH_ATTN_RESOLVED.findall(llama_log.text_since(mark))
+    if not found:
+        raise BackendError(
+            "llama.cpp did not say whether flash attention works with this model here: "
+            f"open it with flash_attn='on' or 'off'. It said:\n{llama_log.recent()}"
+        )
+    return found[-1] == "enabled"
+
 
 def gpu_backend() -> str | None:
     """The GPU backend this llama.cpp build was compiled with, if any."""
@@ -57,6 +147,10 @@ class LlamaCppBackend(Backend):
     worker thread, never on the event loop). llama-cpp-python keeps the previous
     call's tokens in the KV cache and evaluates only what differs, so a shared prompt
     prefix (a system text, the same documents) is not processed twice.
+
+    `flash_attn`: "auto" (llama.cpp's and llama-bench's default: on where the device
+    runs it), "on" or "off"; llama-bench's -1, 1, 0 too. `swa_full`: give the sliding-
+    window layers a full-size cache (more memory; the default keeps their window only).
     """
 
     kind = "llama.cpp"
@@ -68,7 +162,8 @@ class LlamaCppBackend(Backend):
         options: Options | None = None,
         n_ctx: int | None = None,
         n_gpu_layers: int | None = None,
-        flash_attn: bool = False,
+        flash_attn: FlashAttn | bool | int = "auto",
+        swa_full: bool = DEFAULT_SWA_FULL,
         n_threads: int | None = None,
         n_batch: int = 512,
         name: str | None = None,
@@ -76,6 +171,11 @@ class LlamaCppBackend(Backend):
         path = Path(model_path).expanduser()
         super().__init__(name or path.name, options)
         self.path = path
+        self.flash_attn_type = flash_attn_type(flash_attn)
+        """As asked, llama.cpp's value: -1 auto, 0 off, 1 on (what bench rows record)."""
+        if not isinstance(swa_full, bool):
+            raise InvalidRequestError(f"swa_full must be True or False, not {swa_full!r}")
+        self.swa_full = swa_full
         _check_model_file(path)
         import llama_cpp
 
@@ -88,16 +188,21 @@ class LlamaCppBackend(Backend):
         self.n_ctx = n_ctx or self.options.num_ctx or DEFAULT_N_CTX
         started = time.perf_counter()
         llama_log.install()
+        self.flash_attn = resolve_flash_attn(
+            self.flash_attn_type, path, n_gpu_layers if gpu else 0)
+        """Whether flash attention runs (`auto` resolved)."""
         with _llama_errors(path):
             self._llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=self.n_ctx,
                 n_gpu_layers=n_gpu_layers,
-                flash_attn=flash_attn,
+                flash_attn=self.flash_attn,
+                swa_full=swa_full,
                 n_threads=n_threads,
                 n_batch=n_batch,
                 verbose=llama_log.verbose(),
             )
+        self._n_swa = llama_cpp.llama_model_n_swa(self._llm.model)
         self._load_ms: float | None = (time.perf_counter() - started) * 1000
         self._lock = threading.Lock()
         self._llama_cpp = llama_cpp
@@ -169,6 +274,9 @@ class LlamaCppBackend(Backend):
         # the final prompt token, to get fresh logits).
         previous = self._llm.input_ids[: self._llm.n_tokens].tolist()
         cached = min(self._llm.longest_token_prefix(previous, tokens), len(tokens) - 1)
+        if cached > 0 and not self._window_kept(cached):
+            self._llm.reset()  # evaluate the whole prompt, as llama-server does then
+            cached = 0
         llama_cpp, ctx = self._llama_cpp, self._llm.ctx
         llama_cpp.llama_perf_context_reset(ctx)
         stream = self._llm.create_completion(
@@ -207,6 +315,19 @@ class LlamaCppBackend(Backend):
             finish = "stop"
         tail = stops.flush() if finish != "stop_sequence" else ""
         yield self._last_chunk(tail, finish, len(tokens), cached, ttft_ms)
+
+    def _window_kept(self, cached: int) -> bool:
+        """Whether the sliding-window layers still hold the `n_swa` tokens before the
+        first one to evaluate. A windowed cache (swa_full=False) drops older cells as the
+        sequence grows, so after a long answer, a new question on the same documents
+        would attend to less than its window; llama-cpp-python reuses the prefix anyway,
+        so we check as llama-server does (server-context.cpp: the sequence's oldest
+        position, `llama_memory_seq_pos_min`, against the position less the window)."""
+        if self.swa_full or self._n_swa == 0:
+            return True
+        memory = self._llama_cpp.llama_get_memory(self._llm.ctx)
+        oldest = self._llama_cpp.llama_memory_seq_pos_min(memory, 0)
+        return 0 <= oldest <= max(0, cached - self._n_swa)
 
     def _last_chunk(self, tail: str, finish: str, n_prompt: int, cached: int, ttft_ms) -> Chunk:
         perf = self._llama_cpp.llama_perf_context(self._llm.ctx)
