@@ -123,3 +123,11 @@ class ChecksumMismatchError(InvalidModelFileError):
 
 class UnknownLanguageError(InvalidRequestError):
     """A language code other than nb, nn or en (or auto, where text decides)."""
+
+
+# -- images --------------------------------------------------------------------------------
+
+
+class ImageError(InvalidRequestError):
+    """An image that cannot be used: undecodable, of a format no runtime reads, too
+    large, or not to be had (a missing file, a URL that fails or times out)."""
