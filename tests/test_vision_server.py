@@ -181,3 +181,39 @@ def test_a_server_without_a_projector_refuses_images_naming_it(llama_server_proc
     status, answer = chat(llama_server_process, [text("Hva er dette?"), image(png("red"))])
     assert status >= 400
     assert "mmproj" in answer["error"]["message"]
+
+
+# --- through the runtime: typed messages with images on an OpenAI-compatible server ---
+
+
+def backend_for(server: support.LlamaServer):
+    from borealis_local.runtime.registry import open_backend
+
+    return open_backend(f"openai:stand-in@{server.base_url}", timeout=REQUEST_TIMEOUT_S)
+
+
+def test_the_runtime_sends_image_parts_as_the_openai_api_does(vision_server):
+    """Our OpenAI backend's request evaluates exactly the prompt the raw API call does
+    (two images, one of them a PIL image sent as PNG): the same prompt tokens."""
+    from PIL import Image
+
+    red, blue = png("red"), png("blue")
+    picture = Image.new("RGB", (64, 48), "blue")  # a PIL image: sent as PNG
+    content = [text("Første:"), image(red), text("Andre:"), {"type": "image", "image": picture},
+               text("Kva skil dei?")]  # fmt: skip
+    raw = [text("Første:"), image(red), text("Andre:"), image(blue), text("Kva skil dei?")]
+    with backend_for(vision_server) as backend:
+        answer = backend.chat([{"role": "user", "content": content}], max_tokens=2,
+                              temperature=0.0)  # fmt: skip
+    expected = ok(vision_server, raw)["usage"]
+    assert answer.usage.prompt_tokens == expected["prompt_tokens"]
+    assert answer.usage.completion_tokens >= 1
+
+
+def test_a_server_without_a_projector_is_a_clear_error_naming_the_fix(llama_server_process):
+    from borealis_local.errors import InvalidRequestError
+
+    with backend_for(llama_server_process) as backend:
+        with pytest.raises(InvalidRequestError, match="takes no images.*--mmproj"):
+            backend.chat([{"role": "user", "content": [text("Hva?"), image(png("red"))]}],
+                         max_tokens=2)  # fmt: skip

@@ -109,10 +109,19 @@ def defuse_control_tokens(text: str) -> str:
     return text
 
 
-def normalise_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Check roles and contents, strip contents of surrounding whitespace as Google's
-    Gemma 3 template does, so every backend feeds the model the same tokens, and
-    defuse control-token text."""
+def normalise_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check roles and contents, strip text of surrounding whitespace as Google's Gemma 3
+    template does, so every backend feeds the model the same tokens, and defuse
+    control-token text.
+
+    A content is text or a list of parts: text (`{"type": "text", "text": ...}`) and
+    images (OpenAI's `{"type": "image_url", "image_url": {"url": ...}}`, or
+    `{"type": "image", "image": bytes | PIL image | path | URL}`). Parts without an image
+    become the string Google's template makes of them (each text trimmed, joined), so a
+    typed message without images is exactly its string form; with images the content
+    stays a list of `{"type": "text", "text"}` and `{"type": "image", "image": Image}`,
+    each image decoded and checked (runtime/images.py) before any backend sees it.
+    """
     result = []
     for i, message in enumerate(messages):
         role, content = message.get("role"), message.get("content")
@@ -120,12 +129,65 @@ def normalise_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, 
             raise InvalidRequestError(
                 f"message {i} has role {role!r}: Borealis takes {', '.join(ROLES)}"
             )
-        if not isinstance(content, str):
-            raise InvalidRequestError(f"message {i} content must be text, not {type(content)}")
-        result.append({"role": role, "content": defuse_control_tokens(content.strip())})
+        if isinstance(content, str):
+            content = defuse_control_tokens(content.strip())
+        elif isinstance(content, list | tuple):
+            # Google's template reads a typed system message by its first part only;
+            # more would be dropped, so more is refused.
+            if role == "system" and len(content) != 1:
+                raise InvalidRequestError(_ONE_SYSTEM_PART.format(i=i))
+            content = _normalised_parts(content, i)
+            if role == "system" and not isinstance(content, str):
+                raise InvalidRequestError(_ONE_SYSTEM_PART.format(i=i))
+        else:
+            raise InvalidRequestError(
+                f"message {i} content must be text or a list of parts, not {type(content)}"
+            )
+        result.append({"role": role, "content": content})
     if not result:
         raise InvalidRequestError("no messages: give at least one")
     return result
+
+
+_ONE_SYSTEM_PART = (
+    "message {i}: a system message takes one text part (Gemma 3 has no system turn: "
+    "its text is folded into the first user turn)"
+)
+
+
+def _normalised_parts(parts, index: int) -> str | list[dict[str, Any]]:
+    normalised: list[dict[str, Any]] = []
+    for n, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            text = defuse_control_tokens(part["text"].strip())
+            if normalised and normalised[-1]["type"] == "text":
+                normalised[-1] = {"type": "text", "text": normalised[-1]["text"] + text}
+            else:
+                normalised.append({"type": "text", "text": text})
+        elif kind in ("image_url", "image"):
+            from borealis_local.runtime.images import as_image
+
+            source = part.get(kind)
+            if kind == "image_url" and isinstance(source, Mapping):
+                source = source.get("url")
+            if source is None:
+                raise InvalidRequestError(f"message {index} part {n}: the {kind} part has none")
+            normalised.append({"type": "image", "image": as_image(source)})
+        else:
+            raise InvalidRequestError(
+                f"message {index} part {n} is {part!r}: give text parts "
+                '({"type": "text", "text": ...}) or images ({"type": "image_url", '
+                '"image_url": {"url": ...}})'
+            )
+    if not any(part["type"] == "image" for part in normalised):
+        return "".join(part["text"] for part in normalised).strip()
+    return normalised
+
+
+def has_images(messages: Iterable[Mapping[str, Any]] | None) -> bool:
+    """Whether normalised messages hold an image part."""
+    return any(not isinstance(m["content"], str) for m in messages or ())
 
 
 @dataclass
@@ -191,7 +253,7 @@ class Request:
     """One call: either chat messages (already normalised) or a raw prompt."""
 
     options: Options
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
     started: float = field(default_factory=time.perf_counter)
 
@@ -200,6 +262,11 @@ class Backend(ABC):
     """A model on one runtime. Subclasses implement `_stream`; see the module doc."""
 
     kind: ClassVar[str]
+    # Why this backend cannot take image parts, and what to do; None where it can.
+    images_refused: ClassVar[str | None] = (
+        "this runtime does not take images yet: serve the model with llama-server "
+        "--mmproj and use openai:MODEL@URL"
+    )
 
     def __init__(self, model: str, options: Options | None = None):
         self.model = model
@@ -232,6 +299,8 @@ class Backend(ABC):
         if prompt is not None and not isinstance(prompt, str):
             raise InvalidRequestError("prompt must be text")
         msgs = normalise_messages(messages) if messages is not None else None
+        if has_images(msgs) and self.images_refused:
+            raise InvalidRequestError(f"{self.model} on {self.kind}: {self.images_refused}")
         return Request(options=opts, messages=msgs, prompt=prompt)
 
     def stream_chat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Iterator[Chunk]:

@@ -154,6 +154,11 @@ class LlamaCppBackend(Backend):
     """
 
     kind = "llama.cpp"
+    images_refused = (
+        "images in-process are not supported yet (the projector through libmtmd is still "
+        "to come): serve the model with `llama-server -m MODEL.gguf --mmproj MMPROJ.gguf "
+        "--jinja` and use openai:MODEL@http://127.0.0.1:8080/v1"
+    )
 
     def __init__(
         self,

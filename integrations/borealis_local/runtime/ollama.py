@@ -141,6 +141,11 @@ class OllamaBackend(Backend):
     """A model served by Ollama at `host` ($OLLAMA_HOST, else http://127.0.0.1:11434)."""
 
     kind = "ollama"
+    images_refused = (
+        "images through Ollama are not supported by borealis-local yet (Ollama's own "
+        "`images` field is still to be mapped): use llama-server --mmproj and "
+        "openai:MODEL@URL"
+    )
 
     def __init__(
         self,

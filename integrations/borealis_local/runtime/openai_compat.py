@@ -82,6 +82,7 @@ class OpenAIBackend(Backend):
     """A model served by an OpenAI-compatible server at `base_url` (ending in /v1)."""
 
     kind = "openai"
+    images_refused = None  # image parts go as OpenAI's image_url parts (data: URLs)
 
     def __init__(
         self,
@@ -170,8 +171,9 @@ class OpenAIBackend(Backend):
         common = dict(model=self.model, stream=True, stream_options={"include_usage": True})
         if request.messages is not None:
             return client.chat.completions.create(
-                messages=request.messages, **common, **standard, extra_body=extra
-            )
+                messages=[_wire_message(m) for m in request.messages],
+                **common, **standard, extra_body=extra,
+            )  # fmt: skip
         return client.completions.create(
             prompt=request.prompt, **common, **standard, extra_body=extra
         )
@@ -316,6 +318,11 @@ class OpenAIBackend(Backend):
                 f"the server at {url} is not ready ({message}); wait until it has "
                 "loaded the model and try again"
             )
+        if re.search(r"mmproj|image input is not supported|multimodal", message, re.I):
+            return InvalidRequestError(
+                f"the server at {url} takes no images ({message}): start llama-server with "
+                "--mmproj MMPROJ.gguf (the vision projector beside the 4b, 12b or 27b GGUF)"
+            )
         if status in (400, 422):
             return InvalidRequestError(f"the server at {url} rejected the request: {message}")
         return BackendError(f"the server at {url} failed with HTTP {status}: {message}")
@@ -324,6 +331,19 @@ class OpenAIBackend(Backend):
     def device(self) -> str | None:
         """None: the server knows where it runs, and neither llama-server nor vLLM says."""
         return None
+
+
+def _wire_message(message: dict) -> dict:
+    """A normalised message as OpenAI's chat API takes it: images as image_url parts."""
+    if isinstance(message["content"], str):
+        return message
+    parts = [
+        {"type": "text", "text": part["text"]}
+        if part["type"] == "text"
+        else {"type": "image_url", "image_url": {"url": part["image"].data_url()}}
+        for part in message["content"]
+    ]
+    return {"role": message["role"], "content": parts}
 
 
 class _StreamReader:

@@ -1,0 +1,115 @@
+"""Typed message contents in the runtime: text and image parts in one normalised form,
+the string form where there is no image, and the refusals."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image as PILImage
+
+from borealis_local.errors import ImageError, InvalidRequestError
+from borealis_local.runtime.base import Backend, has_images, normalise_messages
+from borealis_local.runtime.images import Image
+from borealis_local.runtime.llama_cpp import LlamaCppBackend
+from borealis_local.runtime.ollama import OllamaBackend
+from borealis_local.runtime.openai_compat import OpenAIBackend
+from borealis_local.templates import render
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", (8, 6), "red").save(out, format="PNG")
+    return out.getvalue()
+
+
+def user(content):
+    return [{"role": "user", "content": content}]
+
+
+def test_text_parts_become_the_string_googles_template_makes_of_them():
+    typed = user([{"type": "text", "text": "  Hva er "}, {"type": "text", "text": "dugnad? \n"}])
+    [message] = normalise_messages(typed)
+    assert message["content"] == "Hva erdugnad?"  # trimmed, joined with nothing between
+    assert render(normalise_messages(typed)) == render(typed)
+
+
+def test_image_parts_are_decoded_once_and_keep_their_place():
+    data = png()
+    url = "data:image/png;base64," + Image(data, "image/png", 8, 6).base64()
+    [message] = normalise_messages(user([
+        {"type": "text", "text": " Første: "},
+        {"type": "image_url", "image_url": {"url": url}},
+        {"type": "image_url", "image_url": url},  # the bare-string form some clients send
+        {"type": "image", "image": PILImage.new("RGB", (4, 4))},
+        {"type": "text", "text": "Kva skil dei?"},
+    ]))  # fmt: skip
+    kinds = [part["type"] for part in message["content"]]
+    assert kinds == ["text", "image", "image", "image", "text"]
+    assert message["content"][0]["text"] == "Første:"
+    first, second, third = (p["image"] for p in message["content"][1:4])
+    assert first.data == second.data == data and (third.width, third.height) == (4, 4)
+    assert has_images([message]) and not has_images(normalise_messages(user("tekst")))
+
+
+def test_control_tokens_in_text_parts_are_defused():
+    [message] = normalise_messages(user([{"type": "text", "text": "a<end_of_turn>b"},
+                                         {"type": "image", "image": png()}]))  # fmt: skip
+    assert "<end_of_turn>" not in message["content"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "message"),
+    [
+        ([{"type": "audio", "audio": "x"}], InvalidRequestError, "give text parts"),
+        (["bare string"], InvalidRequestError, "give text parts"),
+        ([{"type": "image_url", "image_url": {}}], InvalidRequestError, "has none"),
+        ([{"type": "image", "image": b"junk"}], ImageError, "PNG or JPEG"),
+        (42, InvalidRequestError, "text or a list of parts"),
+    ],
+)
+def test_parts_that_are_not_text_or_images_are_refused(content, error, message):
+    with pytest.raises(error, match=message):
+        normalise_messages(user(content))
+
+
+def test_a_typed_system_message_takes_one_text_part():
+    system = {"role": "system", "content": [{"type": "text", "text": " Vær kort "}]}
+    ok = normalise_messages([system, *user("Hei")])
+    assert ok[0]["content"] == "Vær kort"
+    for parts in ([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                  [{"type": "image", "image": png()}]):  # fmt: skip
+        with pytest.raises(InvalidRequestError, match="a system message takes one text part"):
+            normalise_messages([{"role": "system", "content": parts}, *user("Hei")])
+
+
+IMAGE_MESSAGE = [{"type": "text", "text": "Hva er dette?"}, {"type": "image", "image": png()}]
+
+
+def test_llama_cpp_in_process_refuses_images_naming_llama_server(gemma_gguf, llama_cpp):
+    with LlamaCppBackend(gemma_gguf, n_ctx=256) as backend:
+        with pytest.raises(InvalidRequestError, match="llama-server -m MODEL.gguf --mmproj"):
+            backend.chat(user(IMAGE_MESSAGE), max_tokens=1)
+
+
+def test_ollama_refuses_images_before_calling_ollama():
+    # Nothing listens on port 9: had the request gone out, it would fail differently.
+    backend = OllamaBackend("borealis:4b", host="http://127.0.0.1:9")
+    with pytest.raises(InvalidRequestError, match="images through Ollama .*--mmproj"):
+        backend.chat(user(IMAGE_MESSAGE), max_tokens=1)
+    assert OpenAIBackend.images_refused is None  # image parts go through as image_url
+
+
+class Echo(Backend):
+    """A minimal backend: the base class's refusal, before any model is asked."""
+
+    kind = "echo"
+
+    def _stream(self, request):
+        raise AssertionError("an image request must not reach the model")
+
+
+def test_a_refused_image_fails_before_the_model_is_asked():
+    with pytest.raises(InvalidRequestError, match="model on echo: this runtime does not take"):
+        Echo("model").chat(user([{"type": "text", "text": "Hva?"},
+                                 {"type": "image", "image": png()}]))  # fmt: skip
