@@ -142,14 +142,36 @@ def test_messages_become_runtime_turns():
         (ChatMessage(role="critic", content="Nei"), "'critic' message"),
         (AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "1"}]), "tool calls"),
         (
-            HumanMessage(content=[{"type": "image_url", "image_url": {"url": "x"}}]),
-            "'image_url' block: Borealis takes text only",
+            HumanMessage(content=[{"type": "audio", "base64": "AAAA", "mime_type": "audio/wav"}]),
+            "'audio' block: Borealis takes text and image blocks",
         ),
     ],
 )
 def test_messages_borealis_cannot_take_are_refused_clearly(message, error):
     with pytest.raises(InvalidRequestError, match=error):
         to_runtime_messages([message])
+
+
+def test_image_blocks_in_every_standard_shape_become_image_parts():
+    shapes = [
+        {"type": "image", "base64": "QUJD", "mime_type": "image/jpeg"},  # v1
+        {"type": "image", "source_type": "base64", "data": "QUJD", "mime_type": "image/png"},
+        {"type": "image", "url": "https://example.org/a.png"},  # v1
+        {"type": "image", "source_type": "url", "url": "https://example.org/b.png"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
+        {"type": "image_url", "image_url": "https://example.org/c.png"},
+    ]
+    [turn] = to_runtime_messages([HumanMessage(content=["Se ", *shapes, "her"])])
+    assert turn["content"][0] == {"type": "text", "text": "Se "}
+    assert turn["content"][-1] == {"type": "text", "text": "her"}
+    assert [part["image"] for part in turn["content"][1:-1]] == [
+        "data:image/jpeg;base64,QUJD",
+        "data:image/png;base64,QUJD",
+        "https://example.org/a.png",
+        "https://example.org/b.png",
+        "data:image/png;base64,QUJD",
+        "https://example.org/c.png",
+    ]
 
 
 # -- identity and tracing ----------------------------------------------------------------

@@ -330,13 +330,45 @@ def test_unknown_call_option_is_refused(local_llm):
         local_llm.complete(PROMPT, temprature=0.5)
 
 
-def test_images_are_refused(local_llm):
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), "red").save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG_BYTES = _png()
+
+
+def test_images_in_process_are_refused_naming_llama_server(local_llm):
     message = ChatMessage(
         role=MessageRole.USER,
-        blocks=[TextBlock(text="Hva er dette?"), ImageBlock(url="http://127.0.0.1/x.png")],
+        blocks=[TextBlock(text="Hva er dette?"), ImageBlock(image=PNG_BYTES)],
     )
-    with pytest.raises(InvalidRequestError, match="text only"):
+    with pytest.raises(InvalidRequestError, match="in-process are not supported yet.*--mmproj"):
         local_llm.chat([message])
+
+
+def test_image_blocks_become_the_runtimes_image_parts(tmp_path):
+    from llama_index.llms.borealis.base import _messages
+
+    path = tmp_path / "bilde.png"
+    path.write_bytes(PNG_BYTES)
+    blocks = [
+        TextBlock(text="Se:"),
+        ImageBlock(image=PNG_BYTES),
+        ImageBlock(path=path),
+        ImageBlock(url="http://127.0.0.1:9/x.png"),
+        TextBlock(text="Kva er det?"),
+    ]
+    [message] = _messages([ChatMessage(role=MessageRole.USER, blocks=blocks)])
+    parts = message["content"]
+    assert [p["type"] for p in parts] == ["text", "image", "image", "image", "text"]
+    assert parts[1]["image"] == PNG_BYTES and parts[2]["image"] == path
+    assert parts[3]["image"] == "http://127.0.0.1:9/x.png"  # fetched, with a timeout, later
 
 
 def test_request_timeout_bounds_a_silent_server():

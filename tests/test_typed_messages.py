@@ -63,7 +63,7 @@ def test_control_tokens_in_text_parts_are_defused():
     [
         ([{"type": "audio", "audio": "x"}], InvalidRequestError, "give text parts"),
         (["bare string"], InvalidRequestError, "give text parts"),
-        ([{"type": "image_url", "image_url": {}}], InvalidRequestError, "has none"),
+        ([{"type": "image_url", "image_url": {}}], InvalidRequestError, "has no image"),
         ([{"type": "image", "image": b"junk"}], ImageError, "PNG or JPEG"),
         (42, InvalidRequestError, "text or a list of parts"),
     ],

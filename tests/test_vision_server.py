@@ -217,3 +217,19 @@ def test_a_server_without_a_projector_is_a_clear_error_naming_the_fix(llama_serv
         with pytest.raises(InvalidRequestError, match="takes no images.*--mmproj"):
             backend.chat([{"role": "user", "content": [text("Hva?"), image(png("red"))]}],
                          max_tokens=2)  # fmt: skip
+
+
+def test_langchain_image_blocks_reach_the_server_as_the_api_would_send_them(vision_server):
+    """ChatBorealis only translates: a LangChain standard image block (base64) gives the
+    prompt the raw API call with the same image gives."""
+    from langchain_core.messages import HumanMessage
+
+    from langchain_borealis import ChatBorealis
+
+    red = png("red")
+    llm = ChatBorealis(model=f"openai:stand-in@{vision_server.base_url}", max_tokens=2,
+                       temperature=0.0, timeout=REQUEST_TIMEOUT_S)  # fmt: skip
+    block = {"type": "image", "base64": red.split(",", 1)[1], "mime_type": "image/png"}
+    answer = llm.invoke([HumanMessage(content=[{"type": "text", "text": "Hva er dette?"}, block])])
+    expected = ok(vision_server, [text("Hva er dette?"), image(red)])["usage"]
+    assert answer.usage_metadata["input_tokens"] == expected["prompt_tokens"]

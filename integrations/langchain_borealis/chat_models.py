@@ -5,8 +5,10 @@ timings and errors live in the runtime layer (`borealis_local.runtime`), so the 
 model name works here, in LlamaIndex and on the command line.
 
 **Input (LangChain -> runtime)**: system, human and AI messages become system, user and
-assistant turns (text only); the instance's options and the call's keyword arguments
-become the runtime's `Options`. A `model=` keyword picks another model for one call.
+assistant turns (text, and standard image blocks: base64, URL or OpenAI's image_url;
+images reach servers started with `--mmproj`, see the runtime); the instance's options
+and the call's keyword arguments become the runtime's `Options`. A `model=` keyword
+picks another model for one call.
 
 **Output (runtime -> LangChain)**: streaming is the primitive. Every runtime chunk
 becomes an `AIMessageChunk`; the last one carries `usage_metadata` and
@@ -335,10 +337,11 @@ class ChatBorealis(BaseChatModel):
 # -- messages ----------------------------------------------------------------------
 
 
-def to_runtime_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    """LangChain messages as the runtime's role/content dicts (text only)."""
+def to_runtime_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages as the runtime's role/content dicts: text, or text and image
+    parts where a message holds image blocks."""
     return [
-        {"role": _role(message, i), "content": _text(message, i)}
+        {"role": _role(message, i), "content": _content(message, i)}
         for i, message in enumerate(messages)
     ]
 
@@ -358,21 +361,46 @@ def _role(message: BaseMessage, index: int) -> str:
     )
 
 
-def _text(message: BaseMessage, index: int) -> str:
+def _content(message: BaseMessage, index: int) -> str | list[dict[str, Any]]:
+    """Text blocks joined as LangChain joins them; with an image block, the runtime's
+    parts (LangChain's standard image blocks: base64 or URL, v0 and v1 shapes, and
+    OpenAI's image_url)."""
     if isinstance(message.content, str):
         return message.content
-    parts = []
+    parts: list[dict[str, Any]] = []
     for block in message.content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(block.get("text", ""))
+        if isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text"):
+            text = block if isinstance(block, str) else block.get("text", "")
+            if parts and parts[-1]["type"] == "text":
+                parts[-1] = {"type": "text", "text": parts[-1]["text"] + text}
+            else:
+                parts.append({"type": "text", "text": text})
         else:
-            kind = block.get("type") if isinstance(block, dict) else type(block).__name__
-            raise InvalidRequestError(
-                f"message {index} holds a {kind!r} block: Borealis takes text only"
-            )
-    return "".join(parts)
+            parts.append({"type": "image", "image": _image_source(block, index)})
+    if all(part["type"] == "text" for part in parts):
+        return "".join(part["text"] for part in parts)
+    return parts
+
+
+def _image_source(block: Any, index: int) -> str:
+    """What an image block holds, as a URL or data: URL the runtime decodes."""
+    part_type = block.get("type") if isinstance(block, dict) else type(block).__name__
+    if part_type == "image_url":
+        url = block.get("image_url")
+        return url.get("url") if isinstance(url, dict) else url
+    if part_type == "image":
+        mime = block.get("mime_type") or "image/png"
+        data = block.get("base64") or (
+            block.get("data") if block.get("source_type") == "base64" else None
+        )
+        if data:
+            return f"data:{mime};base64,{data}"
+        if block.get("url"):
+            return block["url"]
+    raise InvalidRequestError(
+        f"message {index} holds a {part_type!r} block: Borealis takes text and image "
+        "blocks (base64 or URL) only"
+    )
 
 
 def _generation_chunk(chunk: Chunk, model_name: str, backend: Backend) -> ChatGenerationChunk:

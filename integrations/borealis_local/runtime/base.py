@@ -158,21 +158,23 @@ _ONE_SYSTEM_PART = (
 def _normalised_parts(parts, index: int) -> str | list[dict[str, Any]]:
     normalised: list[dict[str, Any]] = []
     for n, part in enumerate(parts):
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind == "text" and isinstance(part.get("text"), str):
+        part_type = part.get("type") if isinstance(part, Mapping) else None
+        if part_type == "text" and isinstance(part.get("text"), str):
             text = defuse_control_tokens(part["text"].strip())
             if normalised and normalised[-1]["type"] == "text":
                 normalised[-1] = {"type": "text", "text": normalised[-1]["text"] + text}
             else:
                 normalised.append({"type": "text", "text": text})
-        elif kind in ("image_url", "image"):
+        elif part_type in ("image_url", "image"):
             from borealis_local.runtime.images import as_image
 
-            source = part.get(kind)
-            if kind == "image_url" and isinstance(source, Mapping):
+            source = part.get(part_type)
+            if part_type == "image_url" and isinstance(source, Mapping):
                 source = source.get("url")
             if source is None:
-                raise InvalidRequestError(f"message {index} part {n}: the {kind} part has none")
+                raise InvalidRequestError(
+                    f"message {index} part {n}: the {part_type} part has no image"
+                )
             normalised.append({"type": "image", "image": as_image(source)})
         else:
             raise InvalidRequestError(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -41,6 +42,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseAsyncGen,
     CompletionResponseGen,
+    ImageBlock,
     LLMMetadata,
     MessageRole,
     TextBlock,
@@ -265,17 +267,37 @@ def _describe(name: str) -> tuple[RuntimeKind, Mapping[str, Any]]:
 # -- translating types ----------------------------------------------------------------
 
 
-def _messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
-    """LlamaIndex messages as the runtime's role/content dicts (text only)."""
+def _messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """LlamaIndex messages as the runtime's role/content dicts: text, or text and image
+    parts where a message holds `ImageBlock`s (bytes, a path or a URL)."""
     result = []
     for message in messages:
-        if any(not isinstance(block, TextBlock) for block in message.blocks):
-            raise InvalidRequestError(
-                "Borealis takes text only: give messages without images, audio or documents"
-            )
         role = message.role.value if isinstance(message.role, MessageRole) else message.role
-        result.append({"role": role, "content": message.content or ""})
+        if all(isinstance(block, TextBlock) for block in message.blocks):
+            result.append({"role": role, "content": message.content or ""})
+            continue
+        parts = []
+        for block in message.blocks:
+            if isinstance(block, TextBlock):
+                parts.append({"type": "text", "text": block.text})
+            elif isinstance(block, ImageBlock):
+                parts.append({"type": "image", "image": _image_source(block)})
+            else:
+                raise InvalidRequestError(
+                    f"Borealis takes text and images: a {type(block).__name__} cannot go "
+                    "to the model"
+                )
+        result.append({"role": role, "content": parts})
     return result
+
+
+def _image_source(block: ImageBlock) -> Any:
+    """A URL or path as given (the runtime fetches and checks it), else the bytes."""
+    if block.url is not None:
+        return str(block.url)
+    if block.path is not None:
+        return Path(block.path)
+    return block.resolve_image().read()
 
 
 def _completion_call(prompt: str, formatted: bool) -> tuple[str, Any]:
