@@ -19,7 +19,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require
+
+from borealis_local.bench.serve_server import free_port
 
 TEMPLATE = REPO / "modelfiles" / "templates" / "borealis.jinja"
 TOOLS_SCRIPT = REPO / ".ci" / "llama-tools.sh"
@@ -49,11 +50,6 @@ REQUIRED_FLAGS = (
 )
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (the OS picked it; we let it go again)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_llama_server() -> tuple[Path | None, str]:

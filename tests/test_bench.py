@@ -274,9 +274,7 @@ def test_ollama_rates_from_its_durations_and_memory_from_api_ps(ollama_double, c
 
 
 def test_a_server_that_is_not_running_fails_in_the_child_with_our_error(capsys, monkeypatch):
-    with support.socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = support.free_port()
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{port}")
     status, _, err = bench(["ollama:borealis:270m", "-r", "1", "--timeout", "60"], capsys)
     assert status == 1

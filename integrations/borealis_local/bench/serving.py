@@ -11,7 +11,7 @@ import random
 from borealis_local.bench.chat_view import chat_reps
 from borealis_local.bench.measure import Test
 from borealis_local.bench.run import Run, summary, system_facts
-from borealis_local.bench.serve_workload import FILLER as _FILLER
+from borealis_local.bench.serve_workload import FILLER
 from borealis_local.errors import BackendError
 
 
@@ -63,7 +63,7 @@ class ServerRun(Run):
 
     def _words(self, n: int, rep: int) -> str:
         rng = random.Random(rep)
-        return f"{rep + 2} " + " ".join(rng.choice(_FILLER) for _ in range(n - 1))
+        return f"{rep + 2} " + " ".join(rng.choice(FILLER) for _ in range(n - 1))
 
 
 __all__ = ["ServerRun"]

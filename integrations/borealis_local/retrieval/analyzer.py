@@ -79,7 +79,10 @@ def words(text: str) -> list[str]:
 def term(word: str, language: str | None = None) -> str:
     """The search term of one of `words`' words; "" for a stopword of `language` (of
     every language when None)."""
-    key = language if language in LANGUAGES else None
+    return _term(word, language if language in LANGUAGES else None)
+
+
+def _term(word: str, key: str | None) -> str:
     known = _TERM_OF.setdefault(key, {})
     found = known.get(word)
     if found is None:
@@ -92,4 +95,5 @@ def term(word: str, language: str | None = None) -> str:
 def terms(text: str, language: str | None = None) -> list[str]:
     """The search terms of a text: normalised, stopwords of `language` dropped (of every
     language when None), stemmed."""
-    return [t for t in (term(word, language) for word in words(text)) if t]
+    key = language if language in LANGUAGES else None
+    return [t for t in (_term(word, key) for word in words(text)) if t]

@@ -3,7 +3,7 @@ checks on a search's arguments (one wording of each error for all of them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +72,3 @@ def searchable_text(doc: Document) -> str:
     """What a retriever indexes of a document: its title, then its text."""
     return f"{doc.title}\n{doc.text}" if doc.title else doc.text
 
-
-def by_id(documents: Sequence[Document]) -> dict[str, Document]:
-    return {doc.id: doc for doc in documents}

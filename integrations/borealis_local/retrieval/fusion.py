@@ -27,10 +27,7 @@ def reciprocal_rank_fusion(
     """All documents of the rankings, by fused score (best first; ties keep the order in
     which documents were first met). Documents are told apart by id."""
     weights = [1.0] * len(rankings) if weights is None else list(weights)
-    if len(weights) != len(rankings):
-        raise InvalidRequestError(f"{len(rankings)} rankings but {len(weights)} weights")
-    if any(w < 0 for w in weights) or rrf_k <= 0:
-        raise InvalidRequestError("RRF weights must be ≥ 0 and rrf_k > 0")
+    _check(len(rankings), weights, rrf_k)
     fused: dict[str, float] = {}
     documents = {}
     for ranking, weight in zip(rankings, weights, strict=True):
@@ -39,6 +36,13 @@ def reciprocal_rank_fusion(
             fused[hit.document.id] = fused.get(hit.document.id, 0.0) + weight / (rrf_k + rank)
     ordered = sorted(fused, key=lambda doc_id: -fused[doc_id])  # stable: first met first
     return [ScoredDocument(documents[doc_id], fused[doc_id]) for doc_id in ordered]
+
+
+def _check(rankings: int, weights: Sequence[float], rrf_k: float) -> None:
+    if len(weights) != rankings:
+        raise InvalidRequestError(f"{rankings} rankings but {len(weights)} weights")
+    if any(w < 0 for w in weights) or rrf_k <= 0:
+        raise InvalidRequestError("RRF weights must be ≥ 0 and rrf_k > 0")
 
 
 class HybridRetriever:
@@ -59,7 +63,7 @@ class HybridRetriever:
     ):
         self.retrievers = (keyword, embedding)
         self.weights, self.rrf_k, self.candidates = tuple(weights), rrf_k, candidates
-        reciprocal_rank_fusion([[], []], weights=self.weights, rrf_k=rrf_k)  # checks them
+        _check(2, self.weights, rrf_k)
 
     def search(self, query: str, k: int = 4) -> list[ScoredDocument]:
         query, k = checked_query(query), checked_k(k)

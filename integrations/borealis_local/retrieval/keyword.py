@@ -126,7 +126,6 @@ class KeywordRetriever:
                     "documents": len(self.documents),
                     "k1": self.k1,
                     "b": self.b,
-                    "vocabulary": self._vocabulary,
                 },
                 ensure_ascii=False,
             ),
@@ -142,8 +141,9 @@ class KeywordRetriever:
         meta = _index_meta(directory)
         retriever = cls.__new__(cls)
         retriever.k1, retriever.b = meta["k1"], meta["b"]
-        retriever._vocabulary = meta["vocabulary"]
         retriever._bm25 = _bm25s().BM25.load(directory / BM25_DIR, mmap=mmap, show_progress=False)
+        # bm25s saves the term ids it was given (plus its empty term, never a query term).
+        retriever._vocabulary = retriever._bm25.vocab_dict
         retriever.documents = document_files.read_documents(directory / DOCUMENTS_FILE)
         if len(retriever.documents) != meta["documents"]:
             raise InvalidRequestError(
