@@ -155,6 +155,11 @@ class LlamaServer:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
+    def get(self, path: str) -> dict:
+        """GET one of the server's own JSON endpoints (/props)."""
+        with urllib.request.urlopen(f"{self.root}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
     def kill(self) -> None:
         """Die at once, as a crash would: open connections break mid-stream."""
         if self.process is not None and self.process.poll() is None:

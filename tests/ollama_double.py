@@ -90,11 +90,27 @@ Faithful to Ollama:
   path, parameters printed as Ollama prints them, template, licence, model_info from
   the GGUF), /api/tags, /api/ps, /api/version.
 
+Images (profile "ollama-0.30" only), as v0.30 takes a chat message's `images`
+(base64): server/prompt.go imageTaggedMessages numbers the conversation's images and
+writes each as "[img-N]", in the content's "[img]" in order, else before the text; the
+model's template renders the text; llm/llama_server.go replaces each "[img-N]" with
+llama-server's media marker and sends the images as multimodal_data, which libmtmd
+splits into text and image chunks (<start_of_image>, the soft tokens, <end_of_image>).
+The double runs that last part through the same libmtmd, with
+borealis_local.runtime.mtmd's thin wrapper over llama-cpp-python's mtmd_cpp bindings
+(one libmtmd binding in the project, not a second one here), on the model's projector
+layer. Ollama's chat does not check the vision capability; llama-server without a
+projector refuses multimodal data (its wording not checked: the double says so).
+/api/show lists "vision" among the capabilities of a model with a projector layer
+(server/images.go projectorCapabilities). Simplified: a prompt with images is evaluated
+afresh (no prompt cache, and the cache is dropped after it) and never fitted by dropping
+messages; images go as PNG or JPEG (Ollama also turns WebP into PNG).
+
 Simplified: one model is loaded per GGUF with a fixed `n_ctx` (num_ctx is enforced
 logically, so a num_ctx above `n_ctx` works while prompt and answer fit `n_ctx`);
 requests are served one at a time (a lock around inference); "shift": true does not
-really shift the KV cache; a reload is counted, not done; no registry pulls, images,
-tools, thinking or embeddings.
+really shift the KV cache; a reload is counted, not done; no registry pulls, tools,
+thinking or embeddings.
 
 Test hooks: `requests` records every request (method, path, JSON body);
 `break_next_stream(n, cleanly=False)` ends the next streamed answer after n lines, by
@@ -103,11 +119,14 @@ closing the socket mid-chunk or (cleanly) by ending the stream without its done 
 Ollama does when the runner fails mid-answer; `fail_next(status, message)` answers the
 next chat/generate with that error before any output; `reloads` counts runner reloads;
 `same_machine = False` makes /api/show print blob paths that do not exist here, as a
-server on another machine would.
+server on another machine would; `evaluated_images` holds the SHA-256 of the last
+prompt's images in the order libmtmd placed them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import random
@@ -278,11 +297,13 @@ class OllamaDouble:
         self._error_line: tuple[int, str] | None = None
         self._fail: tuple[int, str] | None = None
         self.reloads = 0
+        self.evaluated_images: list[str] = []  # sha256 of each image, in prompt order
         self._runner: dict[str, tuple] = {}  # blob digest -> the loaded runner's settings
         self._state = threading.Lock()  # models, requests, cut
         self._inference = threading.Lock()  # one llama.cpp evaluation at a time
         self._loading = threading.Lock()
         self._loaded: dict[str, Any] = {}  # blob digest -> llama_cpp.Llama
+        self._projectors: dict[str, Any] = {}  # projector digest -> runtime.mtmd.Projector
         self._info: dict[str, dict] = {}  # blob digest -> GGUF metadata
         self._server: ThreadingHTTPServer | None = None
 
@@ -300,6 +321,9 @@ class OllamaDouble:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+        for projector in self._projectors.values():
+            projector.close()
+        self._projectors.clear()
         self._loaded.clear()
         if self._own_home:
             shutil.rmtree(self.home, ignore_errors=True)
@@ -451,7 +475,7 @@ class OllamaDouble:
             "system": model.system,
             "details": self._details(model),
             "model_info": info,
-            "capabilities": ["completion"],
+            "capabilities": ["completion"] + (["vision"] if model.projectors else []),
             "modified_at": model.modified_at,
         })  # fmt: skip
 
@@ -618,10 +642,34 @@ class OllamaDouble:
         ]
         if not messages:
             return h.send_json(200, self._part(body, "chat", "", done_reason="load"))
+        media = self._image_tagged(messages, body.get("messages"))
         messages = model.messages + messages
         if messages[0]["role"] != "system" and model.system:
             messages = [{"role": "system", "content": model.system}] + messages
-        self._infer(h, body, "chat", model, messages, options, grammar, started)
+        self._infer(h, body, "chat", model, messages, options, grammar, started, media)
+
+    def _image_tagged(self, messages: list[dict], sent: list[dict]) -> list[bytes]:
+        """server/prompt.go imageTaggedMessages: each image of the conversation, in
+        order, as "[img-N]" in its message's "[img]" (else before its text); returns the
+        images' bytes, N-th at N."""
+        media: list[bytes] = []
+        for message, original in zip(messages, sent, strict=True):
+            images = original.get("images") or []
+            if images and self.profile != "ollama-0.30":
+                raise HTTPFailure(500, "the test double takes images in profile ollama-0.30")
+            prefix, content = "", message["content"]
+            for image in images:
+                try:
+                    media.append(base64.b64decode(image, validate=True))
+                except (binascii.Error, TypeError):
+                    raise HTTPFailure(400, "illegal base64 data in images") from None
+                tag = f"[img-{len(media) - 1}]"
+                if "[img]" in content:
+                    content = content.replace("[img]", tag, 1)
+                else:
+                    prefix += tag
+            message["content"] = prefix + content
+        return media
 
     def _generate(self, h: _Handler, body: dict) -> None:
         started = time.perf_counter()
@@ -669,7 +717,8 @@ class OllamaDouble:
             400, f'invalid format: {json.dumps(fmt)}; expected "json" or a valid JSON schema'
         )
 
-    def _infer(self, h, body, kind, model, prompt_or_messages, options, grammar, started):
+    def _infer(self, h, body, kind, model, prompt_or_messages, options, grammar, started,
+               media=()):
         failure = self._take("_fail")
         if failure is not None:
             raise HTTPFailure(*failure)
@@ -682,17 +731,21 @@ class OllamaDouble:
         loaded = time.perf_counter()
         candidates = None
         if not isinstance(prompt_or_messages, str):
-            candidates = self._candidate_prompts(model, prompt_or_messages, truncate)
+            candidates = self._candidate_prompts(model, prompt_or_messages, truncate and not media)
         out = _Responder(
             h, streamed=body.get("stream") is not False, cut=self._take_cut(),
             error_line=self._take("_error_line"),
         )  # fmt: skip
         with self._inference:
-            if candidates is None:
+            if media:
+                tokens = self._evaluate_with_images(model, llm, candidates[0], media, options)
+                cache = True  # the prompt is in the KV cache, all but its last token
+            elif candidates is None:
                 prompt = prompt_or_messages
             else:
                 prompt = _first_that_fits(llm, candidates, options["num_ctx"])
-            tokens = self._runner_inputs(llm, prompt, options, truncate)
+            if not media:
+                tokens = self._runner_inputs(llm, prompt, options, truncate)
             limit = self._room(tokens, options, context_shift)
             run = _Run(llm, tokens, options, grammar, limit, cache=cache)
             texts = run.texts()
@@ -701,6 +754,9 @@ class OllamaDouble:
                     out.line(self._part(body, kind, text))
             finally:
                 texts.close()
+                if media:  # llama-cpp-python's record of the cache lacks the images
+                    run.evaluated = len(tokens)
+                    llm.reset()
         final = self._part(body, kind, "", done_reason=run.done_reason)
         final.update(
             total_duration=int((time.perf_counter() - started) * 1e9),
@@ -742,6 +798,56 @@ class OllamaDouble:
             with self._inference:
                 llm.reset()  # a new runner starts with an empty cache
         return context_shift, cache
+
+    def _evaluate_with_images(self, model, llm, prompt: str, media: list[bytes],
+                              options: dict) -> list[int]:
+        """v0.30 with images: the "[img-N]" tags become llama-server's media marker, and
+        libmtmd's chunks are evaluated from an empty cache, all but the last token (text:
+        the template ends with the model's turn). Returns llama-cpp-python's record of
+        the cache (its entries at image positions are not tokens) and the last token."""
+        from borealis_local.errors import BorealisError
+        from borealis_local.runtime.images import as_image
+        from borealis_local.runtime.mtmd import ImageChunk
+
+        if not model.projectors:
+            raise HTTPFailure(500, "llama-server: this model has no projector for images "
+                              "(the test double's words; llama-server's not checked)")
+        projector = self._projector(model.projectors[0], llm)
+        for n in range(len(media)):
+            prompt = prompt.replace(f"[img-{n}]", projector.marker, 1)
+        try:
+            images = [as_image(data) for data in media]
+            chunks = projector.tokenize("<bos>" + prompt, images)  # llama-server adds BOS
+        except BorealisError as error:
+            raise HTTPFailure(400, f"llama-server: {error}") from None
+        with chunks:
+            if len(chunks) >= options["num_ctx"]:
+                raise HTTPFailure(400, llama_server_overflow(len(chunks), options["num_ctx"]))
+            if len(chunks) > self.n_ctx:
+                raise HTTPFailure(500, f"the test double loads models with a {self.n_ctx}-"
+                                  f"token context; this prompt has {len(chunks)} tokens")
+            llm.reset()
+            self.evaluated_images = [c.digest for c in chunks.chunks if isinstance(c, ImageChunk)]
+            for i, chunk in enumerate(chunks.chunks):
+                if isinstance(chunk, ImageChunk):
+                    llm.n_tokens = projector.evaluate(chunk, llm.n_tokens, llm.n_batch)[0]
+                    continue
+                todo = chunk.tokens[:-1] if i == len(chunks.chunks) - 1 else chunk.tokens
+                if todo:
+                    llm.eval(todo)
+            last = chunks.chunks[-1].tokens[-1]
+        return list(llm._input_ids[: llm.n_tokens]) + [last]
+
+    def _projector(self, digest: str, llm):
+        from borealis_local.runtime.mtmd import Projector
+
+        with self._loading:
+            if digest not in self._projectors:
+                self._projectors[digest] = Projector(
+                    self._blob_path(digest), llm, use_gpu=False, flash_attn=False,
+                    n_threads=self.n_threads,
+                )  # fmt: skip
+            return self._projectors[digest]
 
     def _runner_inputs(self, llm, prompt: str, options: dict, truncate: bool) -> list[int]:
         """The tokens the runner evaluates, or the profile's refusal."""

@@ -111,3 +111,14 @@ def test_270m_shape_matches_a_real_gemma3_gguf(llama_cpp, gemma_gguf):
     assert int(meta["gemma3.attention.sliding_window"]) == shape.sliding_window
     assert int(meta["gemma3.context_length"]) == shape.context_length
     assert llm.n_vocab() == shape.vocab
+
+
+def test_a_runtimes_model_name_is_found_in_the_catalog_when_it_names_one():
+    open_4b = get_model("4b", "open")
+    for name in ("borealis-open-4b", "borealis-open-4b:Q8_0", open_4b.ollama_tag,
+                 f"/models/{open_4b.gguf_filename('Q8_0')}", "huggingface.co/x/borealis-open-4b"):
+        assert catalog.model_named(name) == open_4b, name
+    assert catalog.model_named("borealis-1b").vision is None
+    assert catalog.model_named("borealis-12b").vision == catalog.GEMMA3_VISION
+    for name in ("gemma-3-270m-q4_k_m.gguf", "llama3:8b", "vision"):
+        assert catalog.model_named(name) is None, name

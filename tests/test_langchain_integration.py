@@ -3,7 +3,8 @@
 langchain-tests' standard integration suites run on the Gemma 3 270M *base* model
 in-process. Its answers mean nothing: the tests (ours and the standard ones) assert
 structure, usage, stopping, streaming and errors, never content. Capability flags say
-what Gemma 3 has: no tool calling, no image/audio/PDF input; JSON-constrained output.
+what the stand-in has: no tool calling, no image (it has no projector here; see
+test_vision_in_process.py), audio or PDF input; JSON-constrained output.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ class TestChatBorealisStandard(ChatModelIntegrationTests):
 
     @property
     def supports_image_inputs(self) -> bool:
-        return False  # the text-only runtime path; 270m and 1b have no vision tower
+        # This suite's stand-in runs without a projector (270m and 1b have no vision
+        # tower); test_vision_in_process.py runs the standard image test with one.
+        return False
 
     @pytest.mark.xfail(
         reason="the stand-in is a base model: it does not follow the instruction to answer "

@@ -86,18 +86,22 @@ def test_a_typed_system_message_takes_one_text_part():
 IMAGE_MESSAGE = [{"type": "text", "text": "Hva er dette?"}, {"type": "image", "image": png()}]
 
 
-def test_llama_cpp_in_process_refuses_images_naming_llama_server(gemma_gguf, llama_cpp):
+def test_llama_cpp_in_process_without_a_projector_names_the_fix(gemma_gguf, llama_cpp):
     with LlamaCppBackend(gemma_gguf, n_ctx=256) as backend:
-        with pytest.raises(InvalidRequestError, match="llama-server -m MODEL.gguf --mmproj"):
+        with pytest.raises(InvalidRequestError, match=r"no vision projector.*borealis pull SIZE"
+                           r".*mmproj="):
             backend.chat(user(IMAGE_MESSAGE), max_tokens=1)
 
 
-def test_ollama_refuses_images_before_calling_ollama():
+def test_a_text_only_size_refuses_images_before_calling_anything():
     # Nothing listens on port 9: had the request gone out, it would fail differently.
-    backend = OllamaBackend("borealis:4b", host="http://127.0.0.1:9")
-    with pytest.raises(InvalidRequestError, match="images through Ollama .*--mmproj"):
+    for name in ("borealis:1b", "borealis-open:270m"):
+        backend = OllamaBackend(name, host="http://127.0.0.1:9")
+        with pytest.raises(InvalidRequestError, match=r"text-only model .*`borealis pull 4b"):
+            backend.chat(user(IMAGE_MESSAGE), max_tokens=1)
+    backend = OpenAIBackend("borealis-1b", "http://127.0.0.1:9/v1")
+    with pytest.raises(InvalidRequestError, match="text-only model"):
         backend.chat(user(IMAGE_MESSAGE), max_tokens=1)
-    assert OpenAIBackend.images_refused is None  # image parts go through as image_url
 
 
 class Echo(Backend):
@@ -113,3 +117,33 @@ def test_a_refused_image_fails_before_the_model_is_asked():
     with pytest.raises(InvalidRequestError, match="model on echo: this runtime does not take"):
         Echo("model").chat(user([{"type": "text", "text": "Hva?"},
                                  {"type": "image", "image": png()}]))  # fmt: skip
+
+
+def test_an_image_in_text_is_the_templates_image_between_blank_lines():
+    """Where a runtime marks images in the text (libmtmd's marker in-process, Ollama's
+    [img]), the text is what the typed template renders with each <start_of_image>
+    replaced by the marker between blank lines (base.IMAGE_BREAK): Gemma 3's processor
+    layout, on 600 generated conversations."""
+    from chat_corpus import typed_corpus
+
+    from borealis_local.catalog import CHAT_FORMAT
+    from borealis_local.runtime.base import IMAGE_BREAK, image_text
+
+    marker, picture, checked = "<__image__>", png(), 0
+    for conversation in typed_corpus():
+        # A system message as its first part (the runtime takes no more than that).
+        with_bytes = [{"role": m["role"], "content": m["content"][:1]} if m["role"] == "system"
+                      else {"role": m["role"], "content": [
+                          {"type": "image", "image": picture} if p["type"] == "image" else p
+                          for p in m["content"]]} for m in conversation]  # fmt: skip
+        typed = normalise_messages(with_bytes)
+        if not has_images(typed):
+            continue
+        flat = [m if isinstance(m["content"], str)
+                else {"role": m["role"], "content": image_text(m["content"], marker)}
+                for m in typed]  # fmt: skip
+        expected = render(typed).replace(CHAT_FORMAT.start_of_image,
+                                         IMAGE_BREAK + marker + IMAGE_BREAK)
+        assert render(flat) == expected
+        checked += 1
+    assert checked >= 200

@@ -194,14 +194,16 @@ def backend_for(server: support.LlamaServer):
 
 def test_the_runtime_sends_image_parts_as_the_openai_api_does(vision_server):
     """Our OpenAI backend's request evaluates exactly the prompt the raw API call does
-    (two images, one of them a PIL image sent as PNG): the same prompt tokens."""
+    (two images, one of them a PIL image sent as PNG) when that call puts each image
+    between blank lines, as Gemma 3's processor does: the same prompt tokens."""
     from PIL import Image
 
     red, blue = png("red"), png("blue")
     picture = Image.new("RGB", (64, 48), "blue")  # a PIL image: sent as PNG
     content = [text("Første:"), image(red), text("Andre:"), {"type": "image", "image": picture},
                text("Kva skil dei?")]  # fmt: skip
-    raw = [text("Første:"), image(red), text("Andre:"), image(blue), text("Kva skil dei?")]
+    raw = [text("Første:\n\n"), image(red), text("\n\nAndre:\n\n"), image(blue),
+           text("\n\nKva skil dei?")]  # fmt: skip
     with backend_for(vision_server) as backend:
         answer = backend.chat([{"role": "user", "content": content}], max_tokens=2,
                               temperature=0.0)  # fmt: skip
@@ -231,5 +233,41 @@ def test_langchain_image_blocks_reach_the_server_as_the_api_would_send_them(visi
                        temperature=0.0, timeout=REQUEST_TIMEOUT_S)  # fmt: skip
     block = {"type": "image", "base64": red.split(",", 1)[1], "mime_type": "image/png"}
     answer = llm.invoke([HumanMessage(content=[{"type": "text", "text": "Hva er dette?"}, block])])
-    expected = ok(vision_server, [text("Hva er dette?"), image(red)])["usage"]
+    expected = ok(vision_server, [text("Hva er dette?\n\n"), image(red), text("\n\n")])["usage"]
     assert answer.usage_metadata["input_tokens"] == expected["prompt_tokens"]
+
+
+def test_images_in_llama_cpps_own_jinja_engine(vision_server):
+    """llama-server's /apply-template with image parts: it joins a message's parts into
+    one text (a newline between two text parts, none beside its media marker) and
+    renders that with our template (llama.cpp's C++ Jinja engine). What our backend
+    sends renders as Gemma 3's processor lays an image out: the trimmed text parts
+    joined, each image between blank lines."""
+    import random
+
+    from chat_corpus import typed_corpus
+
+    from borealis_local import templates
+    from borealis_local.runtime.base import image_text, normalise_messages
+    from borealis_local.runtime.openai_compat import _wire_message
+
+    marker = vision_server.get("/props")["media_marker"]
+    red = png("red")
+    rng = random.Random(5)
+    checked = 0
+    for conv in rng.sample(typed_corpus(), 60):
+        if conv[-1]["role"] != "user" or not any(
+            p["type"] == "image" for m in conv for p in m["content"]
+        ):
+            continue
+        with_urls = [{"role": m["role"], "content": [
+            image(red) if p["type"] == "image" else p for p in m["content"]]} for m in conv]
+        normalised = normalise_messages(with_urls)
+        wire = [_wire_message(m) for m in normalised]
+        prompt = vision_server.post("/apply-template", {"messages": wire})["prompt"]
+        flat = [m if isinstance(m["content"], str)
+                else {"role": m["role"], "content": image_text(m["content"], marker)}
+                for m in normalised]
+        assert prompt == templates.render(flat, bos_token="")
+        checked += 1
+    assert checked >= 20

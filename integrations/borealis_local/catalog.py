@@ -41,6 +41,7 @@ class ChatFormat:
     # Where an image part of a typed message stands; libmtmd (or the processor) expands
     # it to the image's soft tokens.
     start_of_image: str = "<start_of_image>"
+    end_of_image: str = "<end_of_image>"
     # Token ids in the Gemma 3 vocabulary, for checks on tokenised prompts.
     bos_id: int = 2
     eos_id: int = 1
@@ -56,7 +57,7 @@ class ChatFormat:
         """Gemma 3 special tokens that runtimes parse when they appear as prompt text."""
         return (
             self.bos, "<eos>", "<pad>", self.start_of_turn, self.end_of_turn,
-            self.start_of_image, "<end_of_image>", "<image_soft_token>",
+            self.start_of_image, self.end_of_image, "<image_soft_token>",
         )  # fmt: skip
 
 
@@ -390,3 +391,20 @@ def parse_name(name: str) -> tuple[Model, str]:
             f"borealis-open-4b:Q8_0 (sizes: {', '.join(SIZES)}); `borealis list` shows all"
         )
     return Model(stem, variant), check_quant(quant or DEFAULT_QUANT)
+
+
+def model_named(name: str) -> Model | None:
+    """The catalog model a runtime's model name means, if it means one: a catalog name
+    (`borealis-open-4b:Q8_0`, `4b`), the Ollama tag we create (`borealis-open:4b`) or a
+    GGUF file name (`borealis-open-4b-Q8_0.gguf`); None for any other name."""
+    name = name.strip().rsplit("/", 1)[-1]
+    try:
+        return parse_name(name)[0]
+    except UnknownModelError:
+        pass
+    for model in MODELS:
+        if name.lower() == model.ollama_tag or any(
+            name == model.gguf_filename(quant) for quant in QUANTS
+        ):
+            return model
+    return None

@@ -213,6 +213,10 @@ class Timings:
     generation_ms: float | None = None
     ttft_ms: float | None = None
     source: TimingSource | str = "client"
+    # Encoding the prompt's images (the vision tower and projector), where the runtime
+    # says. llama.cpp's prompt_ms includes it: it times from the prompt's first batch to
+    # its last.
+    image_encode_ms: float | None = None
 
     @staticmethod
     def rate(tokens: int, ms: float | None) -> float | None:
@@ -260,15 +264,51 @@ class Request:
     started: float = field(default_factory=time.perf_counter)
 
 
+# Gemma 3's processor (transformers) puts an image as "\n\n<start_of_image>" + its 256
+# soft tokens + "<end_of_image>\n\n" where the template wrote <start_of_image>, and so
+# did Ollama's own Gemma 3 engine (model/models/gemma3 PostTokenize, before v0.30);
+# libmtmd, and so llama-server and Ollama 0.30+, add only the start and end tokens. The
+# blank lines are ours to write, as the model was tuned with them.
+IMAGE_BREAK = "\n\n"
+
+
+def image_text(parts: list[dict[str, Any]], marker: str) -> str:
+    """A normalised typed content as one text, each image as `marker` between blank
+    lines: what the template's string form is given where a runtime marks images in
+    text (libmtmd's marker in-process, Ollama's `[img]`)."""
+    return "".join(
+        part["text"] if part["type"] == "text" else IMAGE_BREAK + marker + IMAGE_BREAK
+        for part in parts
+    )
+
+
+def text_only_refusal(model: str) -> str | None:
+    """Why a catalog model that sees no images cannot take one (None if it can or the
+    name is not the catalog's)."""
+    from borealis_local.catalog import SIZES, VISION, model_named
+
+    found = model_named(model)
+    if found is None or found.vision is not None:
+        return None
+    larger = ", ".join(size for size in SIZES if size in VISION)
+    variant = "" if found.variant == "full" else f" --variant {found.variant}"
+    return (
+        f"{found.name} is a text-only model (Gemma 3 {found.size} has no vision tower): "
+        f"images need borealis {larger}, e.g. `borealis pull 4b{variant}`"
+    )
+
+
 class Backend(ABC):
     """A model on one runtime. Subclasses implement `_stream`; see the module doc."""
 
     kind: ClassVar[str]
-    # Why this backend cannot take image parts, and what to do; None where it can.
-    images_refused: ClassVar[str | None] = (
-        "this runtime does not take images yet: serve the model with llama-server "
-        "--mmproj and use openai:MODEL@URL"
-    )
+
+    def image_refusal(self) -> str | None:
+        """Why this backend cannot take image parts now, and what to do; None if it can."""
+        return (
+            "this runtime does not take images: serve the model with llama-server "
+            "--mmproj and use openai:MODEL@URL"
+        )
 
     def __init__(self, model: str, options: Options | None = None):
         self.model = model
@@ -301,8 +341,10 @@ class Backend(ABC):
         if prompt is not None and not isinstance(prompt, str):
             raise InvalidRequestError("prompt must be text")
         msgs = normalise_messages(messages) if messages is not None else None
-        if has_images(msgs) and self.images_refused:
-            raise InvalidRequestError(f"{self.model} on {self.kind}: {self.images_refused}")
+        if has_images(msgs):
+            refusal = text_only_refusal(self.model) or self.image_refusal()
+            if refusal:
+                raise InvalidRequestError(f"{self.model} on {self.kind}: {refusal}")
         return Request(options=opts, messages=msgs, prompt=prompt)
 
     def stream_chat(self, messages: Iterable[Mapping[str, Any]], **options: Any) -> Iterator[Chunk]:

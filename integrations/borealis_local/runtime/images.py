@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import urllib.error
 import urllib.parse
@@ -46,6 +47,11 @@ class Image:
 
     def base64(self) -> str:
         return base64.b64encode(self.data).decode("ascii")
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the bytes: the same image is the same image to a prompt cache."""
+        return hashlib.sha256(self.data).hexdigest()
 
     def data_url(self) -> str:
         return f"data:{self.mime};base64,{self.base64()}"

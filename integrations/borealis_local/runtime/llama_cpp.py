@@ -26,6 +26,8 @@ from borealis_local.runtime.base import (
     Request,
     Timings,
     Usage,
+    has_images,
+    image_text,
     normalise_messages,
 )
 from borealis_local.runtime.embeddings import Embedder
@@ -151,14 +153,13 @@ class LlamaCppBackend(Backend):
     `flash_attn`: "auto" (llama.cpp's and llama-bench's default: on where the device
     runs it), "on" or "off"; llama-bench's -1, 1, 0 too. `swa_full`: give the sliding-
     window layers a full-size cache (more memory; the default keeps their window only).
+
+    `mmproj`: the vision projector GGUF of the same model (4b, 12b, 27b), for images in
+    messages. It is loaded when the first image comes, so a text-only user pays nothing
+    for it; `Backend.load_projector()` loads it now (the bench does).
     """
 
     kind = "llama.cpp"
-    images_refused = (
-        "images in-process are not supported yet (the projector through libmtmd is still "
-        "to come): serve the model with `llama-server -m MODEL.gguf --mmproj MMPROJ.gguf "
-        "--jinja` and use openai:MODEL@http://127.0.0.1:8080/v1"
-    )
 
     def __init__(
         self,
@@ -171,11 +172,20 @@ class LlamaCppBackend(Backend):
         swa_full: bool = DEFAULT_SWA_FULL,
         n_threads: int | None = None,
         n_batch: int = 512,
+        mmproj: str | Path | None = None,
         name: str | None = None,
     ):
         path = Path(model_path).expanduser()
         super().__init__(name or path.name, options)
         self.path = path
+        self.mmproj = None if mmproj is None else Path(mmproj).expanduser()
+        """The projector GGUF images need, if the model has one here."""
+        if self.mmproj is not None:
+            from borealis_local.runtime.gguf_check import check_gguf
+
+            check_gguf(self.mmproj, architectures=("clip",))  # before any load
+        self._projector = None
+        self._gpu_layers = n_gpu_layers
         self.flash_attn_type = flash_attn_type(flash_attn)
         """As asked, llama.cpp's value: -1 auto, 0 off, 1 on (what bench rows record)."""
         if not isinstance(swa_full, bool):
@@ -211,6 +221,9 @@ class LlamaCppBackend(Backend):
         self._load_ms: float | None = (time.perf_counter() - started) * 1000
         self._lock = threading.Lock()
         self._llama_cpp = llama_cpp
+        # What each position of the KV cache holds (tokens, and image positions keyed by
+        # the image), so a cached prefix is never matched across an image.
+        self._kv_keys: list = []
 
     @property
     def device(self) -> str:
@@ -223,9 +236,36 @@ class LlamaCppBackend(Backend):
 
     def close(self) -> None:
         with self._lock:
+            if self._projector is not None:
+                self._projector.close()
+                self._projector = None
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
+
+    # -- images --------------------------------------------------------------------
+
+    def image_refusal(self) -> str | None:
+        if self.mmproj is not None:
+            return None
+        return (
+            "no vision projector is loaded for this model: `borealis pull SIZE` fetches it "
+            "with the weights (4b, 12b, 27b), or open the model with "
+            "mmproj='mmproj-….gguf' (the projector from the same GGUF repo)"
+        )
+
+    def load_projector(self):
+        """The model's projector, loaded on first use (`runtime/mtmd.Projector`)."""
+        if self._projector is None:
+            from borealis_local.runtime.mtmd import Projector
+
+            if self.mmproj is None:
+                raise InvalidRequestError(f"{self.model}: {self.image_refusal()}")
+            self._projector = Projector(
+                self.mmproj, self._llm, use_gpu=self._gpu_layers != 0,
+                flash_attn=self.flash_attn,
+            )
+        return self._projector
 
     # -- tokens --------------------------------------------------------------------
 
@@ -239,9 +279,23 @@ class LlamaCppBackend(Backend):
             return self.tokenize(render(request.messages))
         return self._llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
 
+    def image_prompt(self, messages: list[dict[str, Any]]):
+        """The chat with images as libmtmd's chunks (a `runtime/mtmd.Prompt`; close it)."""
+        projector = self.load_projector()
+        images = [p["image"] for m in messages if not isinstance(m["content"], str)
+                  for p in m["content"] if p["type"] == "image"]
+        flat = [m if isinstance(m["content"], str)
+                else {"role": m["role"], "content": image_text(m["content"], projector.marker)}
+                for m in messages]
+        return projector.tokenize(render(flat), images)
+
     def count_tokens(self, messages) -> int:
-        """Prompt tokens a chat would take, template included."""
-        return len(self.tokenize(render(normalise_messages(messages))))
+        """Prompt tokens a chat would take, template and images included."""
+        messages = normalise_messages(messages)
+        if has_images(messages):
+            with self._lock, self.image_prompt(messages) as prompt:
+                return len(prompt)
+        return len(self.tokenize(render(messages)))
 
     # -- generation ----------------------------------------------------------------
 
@@ -258,7 +312,18 @@ class LlamaCppBackend(Backend):
                 f"num_ctx {opts.num_ctx} is over this model's context of {self.n_ctx} "
                 f"tokens: open it with num_ctx={opts.num_ctx}"
             )
-        tokens = self.prompt_tokens(request)
+        if has_images(request.messages):
+            with self.image_prompt(request.messages) as prompt:
+                yield from self._generate_from(request, prompt.keys, prompt)
+        else:
+            tokens = self.prompt_tokens(request)
+            yield from self._generate_from(request, tokens, None)
+
+    def _generate_from(self, request: Request, keys: list, prompt) -> Iterator[Chunk]:
+        """Generate after the prompt whose positions are `keys`: its tokens, or for a
+        prompt with images (`prompt`, libmtmd's chunks) tokens and image keys."""
+        opts = request.options
+        tokens = keys
         n_ctx = opts.num_ctx or self.n_ctx
         room = opts.max_tokens or 1
         if len(tokens) + room > n_ctx:
@@ -275,15 +340,23 @@ class LlamaCppBackend(Backend):
             # a prompt evaluated after a cached prefix can sample differently: a seeded
             # call evaluates its prompt whole, so the same seed gives the same tokens.
             self._llm.reset()
-        # What llama-cpp-python will reuse from the last call (it re-evaluates at least
-        # the final prompt token, to get fresh logits).
-        previous = self._llm.input_ids[: self._llm.n_tokens].tolist()
-        cached = min(self._llm.longest_token_prefix(previous, tokens), len(tokens) - 1)
+            self._kv_keys = []
+        # What the cache holds that this prompt starts with (at least the final prompt
+        # token is evaluated again, for fresh logits).
+        cached = min(_common_prefix(self._kv_keys, keys), len(keys) - 1)
         if cached > 0 and not self._window_kept(cached):
-            self._llm.reset()  # evaluate the whole prompt, as llama-server does then
-            cached = 0
+            cached = 0  # evaluate the whole prompt, as llama-server does then
+        if cached == 0:
+            self._llm.reset()
+        # llama-cpp-python matches its own record of the cache's tokens, which does not
+        # know the image positions: it is told how much of it holds.
+        self._llm.n_tokens = cached
         llama_cpp, ctx = self._llama_cpp, self._llm.ctx
         llama_cpp.llama_perf_context_reset(ctx)
+        encode_ms = None
+        if prompt is not None:
+            tokens, encode_ms = self._evaluate_images(prompt, cached)
+        self._kv_keys = list(keys)
         stream = self._llm.create_completion(
             prompt=tokens,
             max_tokens=max_tokens,
@@ -318,8 +391,42 @@ class LlamaCppBackend(Backend):
         stream.close()
         if finish is None:
             finish = "stop"
+        # The answer's tokens follow the prompt in the cache.
+        self._kv_keys += self._llm.input_ids[len(keys): self._llm.n_tokens].tolist()
         tail = stops.flush() if finish != "stop_sequence" else ""
-        yield self._last_chunk(tail, finish, len(tokens), cached, ttft_ms)
+        yield self._last_chunk(tail, finish, len(keys), cached, ttft_ms, encode_ms)
+
+    def _evaluate_images(self, prompt, cached: int) -> tuple[list[int], float]:
+        """Put the prompt from position `cached` in the cache, images through the
+        projector, all but its last token (a text token: the template ends with the
+        model's turn), which generation evaluates for its logits. Returns the token list
+        llama-cpp-python is then given (its record of the cache, which it finds whole,
+        and the last token) and the milliseconds spent encoding images."""
+        from borealis_local.runtime.mtmd import ImageChunk
+
+        projector, llm = self.load_projector(), self._llm
+        memory = self._llama_cpp.llama_get_memory(llm.ctx)
+        self._llama_cpp.llama_memory_seq_rm(memory, -1, cached, -1)
+        position, encode_ms, last = 0, 0.0, None
+        for chunk in prompt.chunks:
+            end = position + len(chunk.keys)
+            if end > cached:
+                if isinstance(chunk, ImageChunk):
+                    if position < cached:  # never half an image: evaluate it whole
+                        self._llama_cpp.llama_memory_seq_rm(memory, -1, position, -1)
+                        llm.n_tokens = position
+                    llm.n_tokens, took = projector.evaluate(chunk, llm.n_tokens, llm.n_batch)
+                    encode_ms += took
+                else:
+                    todo = chunk.tokens[max(0, cached - position):]
+                    if end == len(prompt):
+                        todo, last = todo[:-1], todo[-1]
+                    if todo:
+                        llm.eval(todo)
+            position = end
+        if last is None:
+            raise InvalidRequestError("a chat prompt must end with text (the model's turn)")
+        return llm.input_ids[: llm.n_tokens].tolist() + [last], encode_ms
 
     def _window_kept(self, cached: int) -> bool:
         """Whether the sliding-window layers still hold the `n_swa` tokens before the
@@ -334,7 +441,8 @@ class LlamaCppBackend(Backend):
         oldest = self._llama_cpp.llama_memory_seq_pos_min(memory, 0)
         return 0 <= oldest <= max(0, cached - self._n_swa)
 
-    def _last_chunk(self, tail: str, finish: str, n_prompt: int, cached: int, ttft_ms) -> Chunk:
+    def _last_chunk(self, tail: str, finish: str, n_prompt: int, cached: int, ttft_ms,
+                    encode_ms: float | None = None) -> Chunk:
         perf = self._llama_cpp.llama_perf_context(self._llm.ctx)
         evaluated = self._llm.n_tokens - n_prompt
         # The last sampled token is never evaluated, except end-of-turn, which is
@@ -347,6 +455,7 @@ class LlamaCppBackend(Backend):
             generation_ms=perf.t_eval_ms,
             ttft_ms=ttft_ms,
             source="llama.cpp",
+            image_encode_ms=encode_ms,
         )
         return Chunk(
             tail,
@@ -363,6 +472,15 @@ class LlamaCppBackend(Backend):
         if opts.json_schema is not None:
             return LlamaGrammar.from_json_schema(json.dumps(opts.json_schema), verbose=False)
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
+
+def _common_prefix(a: list, b: list) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class StopMatcher:

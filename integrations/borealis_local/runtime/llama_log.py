@@ -42,6 +42,24 @@ def install() -> None:
         llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
+def install_mtmd() -> None:
+    """Route libmtmd's log (the projector's loader and encoder) here too: it has a
+    callback of its own, `mtmd_log_set`, and its helpers another."""
+    global _mtmd_installed
+    install()
+    import llama_cpp.mtmd_cpp as mtmd_cpp
+
+    with _lock:
+        if _mtmd_installed:
+            return
+        mtmd_cpp.mtmd_log_set(_callback, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_helper_log_set(_callback, ctypes.c_void_p(0))
+        _mtmd_installed = True
+
+
+_mtmd_installed = False
+
+
 def _keep(text: str) -> None:
     global _count
     with _lock:

@@ -73,6 +73,22 @@ start. We never let that pass unnoticed, in three layers:
    vocabulary), so the messages need at least BOS + ceil(bytes / 31) tokens, about a
    tenth of a typical count. So without a tokenizer, an old server (one that ignores
    `truncate`) dropping a few messages is NOT caught: no sound check exists for that.
+
+Images. Ollama's chat takes a message's images as its `images` (base64) and its text as
+`content`; the template sees text only. Ollama (server/prompt.go imageTaggedMessages)
+numbers the conversation's images and writes each as "[img-N]" where the content says
+"[img]", in order (with no "[img]" left, it puts the tags before the text); from v0.30,
+which runs llama-server, it replaces each "[img-N]" with llama-server's media marker and
+sends the images as multimodal_data to /completion (llm/llama_server.go), and libmtmd
+puts <start_of_image>, the image's 256 soft tokens and <end_of_image> there. So an image
+part goes as "[img]" between blank lines (base.IMAGE_BREAK: Gemma 3 was tuned with
+them; libmtmd does not add them), and a request whose text says "[img" itself is
+refused (Ollama would put an image there). Ollama's chat does not check that the model
+sees images (only /api/show's capabilities say "vision": a projector layer, or a vision
+tower in the GGUF), so that is checked here, before sending. Ollama before v0.30 ran
+Gemma 3 on its own engine, which adds the blank lines itself (model/models/gemma3
+PostTokenize): there the image stands between two of each. A counted prompt counts each
+image as its soft tokens and the two tokens around them.
 """
 
 from __future__ import annotations
@@ -107,7 +123,16 @@ from borealis_local.errors import (
     StreamInterruptedError,
 )
 from borealis_local.runtime import ollama_wire
-from borealis_local.runtime.base import Backend, Chunk, Options, Request, Timings, Usage
+from borealis_local.runtime.base import (
+    Backend,
+    Chunk,
+    Options,
+    Request,
+    Timings,
+    Usage,
+    has_images,
+    image_text,
+)
 from borealis_local.runtime.embeddings import Embedder
 from borealis_local.runtime.kind import BenchTarget, RuntimeKind, Settings
 
@@ -118,6 +143,8 @@ OLLAMA_DEFAULT_NUM_CTX = 4096
 # real vocabulary): every token covers at most this much text.
 GEMMA3_MAX_TOKEN_BYTES = 31
 START_HINT = "start it with `ollama serve`, or set OLLAMA_HOST"
+# What stands for an image in a message's content (server/prompt.go imageTaggedMessages).
+IMAGE_TAG = "[img]"
 # How each Ollama version says a prompt does not fit num_ctx (see layer 2 above).
 _INPUT_TOO_LONG = (
     "exceeds the context length",  # v0.12.6-v0.24 runners; v0.30+ /api/embed
@@ -141,11 +168,6 @@ class OllamaBackend(Backend):
     """A model served by Ollama at `host` ($OLLAMA_HOST, else http://127.0.0.1:11434)."""
 
     kind = "ollama"
-    images_refused = (
-        "images through Ollama are not supported by borealis-local yet (Ollama's own "
-        "`images` field is still to be mapped): use llama-server --mmproj and "
-        "openai:MODEL@URL"
-    )
 
     def __init__(
         self,
@@ -173,6 +195,9 @@ class OllamaBackend(Backend):
     def close(self) -> None:
         self._client.close()
 
+    def image_refusal(self) -> str | None:
+        return None  # whether the model sees images is /api/show's: `_check_images`
+
     def loaded_models(self) -> list:
         """Ollama's /api/ps: the models it holds in memory, with size and size_vram."""
         with self._errors():
@@ -190,6 +215,7 @@ class OllamaBackend(Backend):
         with self._errors():
             if self._info is None:
                 self._info = _ModelInfo.from_show(self._client.show(self.model))
+            self._check_images(request, self._info)
             budget = self._budget(request, self._info)
         self._warn_if_uncounted(budget)
         call = self._call(request, self._info, budget)
@@ -218,6 +244,7 @@ class OllamaBackend(Backend):
         with self._errors():
             if self._info is None:
                 self._info = _ModelInfo.from_show(await client.show(self.model))
+            self._check_images(request, self._info)
         # Counting may load a tokenizer and tokenize a long prompt: not on the loop.
         with self._errors():
             budget = await asyncio.to_thread(self._budget, request, self._info)
@@ -246,10 +273,31 @@ class OllamaBackend(Backend):
             )
         n_ctx = request.options.num_ctx or info.num_ctx or OLLAMA_DEFAULT_NUM_CTX
         counter = self._counter(info)
-        counted = counter(_prompt_text(request)) if counter is not None else None
+        counted = None
+        if counter is not None:
+            counted = counter(_prompt_text(request)) + _image_soft_tokens(request)
         if counted is not None:
             _check_fits(counted, request.options.max_tokens, n_ctx)
         return _Budget(n_ctx, counted, minimum_prompt_tokens(request))
+
+    def _check_images(self, request: Request, info: _ModelInfo) -> None:
+        """Refuse images the model cannot see, and text Ollama would read as an image."""
+        if not has_images(request.messages):
+            return
+        if info.capabilities is not None and "vision" not in info.capabilities:
+            raise InvalidRequestError(
+                f"{self.model} in Ollama does not see images (its capabilities: "
+                f"{', '.join(info.capabilities) or 'none'}): it was made without its vision "
+                "projector. `borealis pull 4b` fetches the projector with the weights (4b, "
+                "12b, 27b) and `borealis create 4b` then makes the model with it"
+            )
+        for text in _texts(request.messages):
+            if "[img" in text:
+                raise InvalidRequestError(
+                    "a message with images says \"[img\" in its text: Ollama marks where "
+                    "images go as [img] and [img-N], so it would put an image there. "
+                    "Write it otherwise (e.g. \"[ img\")"
+                )
 
     def _counter(self, info: _ModelInfo) -> TokenCounter | None:
         if callable(self._tokenizer):
@@ -289,7 +337,7 @@ class OllamaBackend(Backend):
             keep_alive=self.keep_alive,
         )
         if request.messages is not None:
-            call = ollama_wire.chat_call(request.messages, **fields)
+            call = ollama_wire.chat_call(_wire_messages(request.messages), **fields)
         else:
             call = ollama_wire.generate_call(request.prompt, raw=True, **fields)
         call.body["truncate"] = False
@@ -320,6 +368,7 @@ class _ModelInfo:
 
     parameters: Mapping[str, str]  # name -> value as Ollama prints it (last one wins)
     blobs: tuple[str, ...]  # the modelfile's FROMs: the model's blob, then projectors'
+    capabilities: tuple[str, ...] | None = None  # None: a server too old to say
 
     @property
     def num_ctx(self) -> int | None:
@@ -340,7 +389,8 @@ class _ModelInfo:
             for line in (show.modelfile or "").splitlines()
             if line.startswith("FROM ")
         )
-        return cls(parameters, blobs)
+        capabilities = show.capabilities
+        return cls(parameters, blobs, None if capabilities is None else tuple(capabilities))
 
 
 def tokenizer_blob(blobs: tuple[str, ...]) -> tuple[str | None, str]:
@@ -377,19 +427,72 @@ class _Budget:
     minimum: int  # a lower bound of the prompt's tokens, always sound
 
 
+def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Normalised messages as Ollama's chat takes them: an image part as IMAGE_TAG in the
+    text, its bytes in base64 in the message's `images`."""
+    wired = []
+    for message in messages:
+        if isinstance(message["content"], str):
+            wired.append(message)
+            continue
+        parts = message["content"]
+        wired.append({
+            "role": message["role"],
+            "content": image_text(parts, IMAGE_TAG),
+            "images": [part["image"].base64() for part in parts if part["type"] == "image"],
+        })  # fmt: skip
+    return wired
+
+
+def _texts(messages: list[dict[str, Any]] | None) -> list[str]:
+    """Every text of normalised messages, typed parts included."""
+    texts = []
+    for message in messages or ():
+        content = message["content"]
+        if isinstance(content, str):
+            texts.append(content)
+        else:
+            texts += [part["text"] for part in content if part["type"] == "text"]
+    return texts
+
+
+def _image_count(request: Request) -> int:
+    return sum(
+        part["type"] == "image"
+        for message in request.messages or ()
+        if not isinstance(message["content"], str)
+        for part in message["content"]
+    )
+
+
+def _image_soft_tokens(request: Request) -> int:
+    """The soft tokens of the request's images, which the template's text does not hold
+    (`_prompt_text` holds the tokens around them)."""
+    from borealis_local.catalog import GEMMA3_VISION
+
+    return _image_count(request) * GEMMA3_VISION.tokens_per_image
+
+
 def _prompt_text(request: Request) -> str:
-    """The text Ollama tokenizes, with <bos> written out (Ollama adds it)."""
+    """The text Ollama tokenizes, with <bos> written out (Ollama adds it), and where an
+    image stands the two tokens libmtmd puts around its soft tokens."""
     if request.messages is not None:
-        return templates.render(request.messages)
+        around = CHAT_FORMAT.start_of_image + CHAT_FORMAT.end_of_image
+        return templates.render([
+            m if isinstance(m["content"], str)
+            else {"role": m["role"], "content": image_text(m["content"], around)}
+            for m in request.messages
+        ])  # fmt: skip
     return CHAT_FORMAT.bos + request.prompt
 
 
 def minimum_prompt_tokens(request: Request) -> int:
     """A lower bound of the prompt's tokens that needs no tokenizer: BOS, plus the
-    messages' (or raw prompt's) UTF-8 bytes over the longest Gemma 3 token."""
-    texts = [m["content"] for m in request.messages] if request.messages else [request.prompt]
+    messages' (or raw prompt's) UTF-8 bytes over the longest Gemma 3 token, plus one
+    per image."""
+    texts = _texts(request.messages) if request.messages else [request.prompt]
     size = sum(len(text.encode()) for text in texts)
-    return 1 + math.ceil(size / GEMMA3_MAX_TOKEN_BYTES)
+    return 1 + math.ceil(size / GEMMA3_MAX_TOKEN_BYTES) + _image_count(request)
 
 
 def _check_fits(counted: int, max_tokens: int | None, n_ctx: int) -> None:

@@ -51,7 +51,15 @@ from borealis_local.errors import (
     StreamInterruptedError,
     UnknownModelError,
 )
-from borealis_local.runtime.base import Backend, Chunk, Options, Request, Timings, Usage
+from borealis_local.runtime.base import (
+    IMAGE_BREAK,
+    Backend,
+    Chunk,
+    Options,
+    Request,
+    Timings,
+    Usage,
+)
 from borealis_local.runtime.embeddings import Embedder
 from borealis_local.runtime.kind import BenchTarget, RuntimeKind, Settings
 
@@ -82,7 +90,6 @@ class OpenAIBackend(Backend):
     """A model served by an OpenAI-compatible server at `base_url` (ending in /v1)."""
 
     kind = "openai"
-    images_refused = None  # image parts go as OpenAI's image_url parts (data: URLs)
 
     def __init__(
         self,
@@ -332,17 +339,29 @@ class OpenAIBackend(Backend):
         """None: the server knows where it runs, and neither llama-server nor vLLM says."""
         return None
 
+    def image_refusal(self) -> str | None:
+        return None  # image parts go as OpenAI's image_url parts (data: URLs)
+
 
 def _wire_message(message: dict) -> dict:
-    """A normalised message as OpenAI's chat API takes it: images as image_url parts."""
+    """A normalised message as OpenAI's chat API takes it: images as image_url parts,
+    each between text parts that end and begin with a blank line (base.IMAGE_BREAK).
+    llama-server joins a message's parts into one text (its media marker where an image
+    stands, a newline between two text parts: common/chat.cpp to_json_oaicompat), so it
+    then reads "…\n\n<image>\n\n…" as Gemma 3 was tuned; servers that template the
+    parts with Google's template (vLLM) trim each text part, and their processor adds
+    the blank lines itself."""
     if isinstance(message["content"], str):
         return message
-    parts = [
-        {"type": "text", "text": part["text"]}
-        if part["type"] == "text"
-        else {"type": "image_url", "image_url": {"url": part["image"].data_url()}}
-        for part in message["content"]
-    ]
+    parts, text = [], ""
+    for part in message["content"]:
+        if part["type"] == "text":
+            text += part["text"]
+            continue
+        parts.append({"type": "text", "text": text + IMAGE_BREAK})
+        parts.append({"type": "image_url", "image_url": {"url": part["image"].data_url()}})
+        text = IMAGE_BREAK
+    parts.append({"type": "text", "text": text})
     return {"role": message["role"], "content": parts}
 
 
