@@ -16,6 +16,10 @@ through HF_ENDPOINT:
   it without access, as on the hub.
 - The CDN serves the bytes with ETag, Accept-Ranges and 206 answers to Range requests.
 
+A vision repo (4b, 12b, 27b) is served with its projector as `add(repo, "mmproj-….gguf",
+make_projector(…))` beside the model files: the model API lists it among the siblings,
+as the hub lists every file of a repo.
+
 Test hooks: `requests` records every request (server, method, path, headers);
 `cut_next_download(after)` sends the next CDN answer's headers for the whole file, then
 `after` bytes of it, then closes the connection, and answers 503 from then on (a
@@ -56,6 +60,32 @@ def make_gguf(
     writer.add_context_length(32768)
     values = np.random.default_rng(seed).random((nbytes // 4096, 1024), dtype=np.float32)
     writer.add_tensor("token_embd.weight", values)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def make_projector(
+    path: Path, *, projection_dim: int = 2560, blocks: int = 27, nbytes: int = 1 << 16,
+    seed: int = 0,
+) -> Path:
+    """A small but complete vision projector GGUF with the metadata a Gemma 3 mmproj has
+    (architecture clip, general.type mmproj, clip.projector_type gemma3, the encoder's
+    block count and the projection width) and one F32 tensor of `nbytes`, not the
+    tower's weights: enough for every check but loading it into libmtmd (tests that load
+    one use `synth.synthesize_projector`)."""
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_type(gguf.GGUFType.MMPROJ)
+    writer.add_name("Borealis test projector")
+    writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    writer.add_clip_has_vision_encoder(True)
+    writer.add_clip_projector_type("gemma3")
+    writer.add_vision_projection_dim(projection_dim)
+    writer.add_vision_block_count(blocks)
+    values = np.random.default_rng(seed).random((nbytes // 1024, 256), dtype=np.float32)
+    writer.add_tensor("mm.input_projection.weight", values)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -12,9 +12,9 @@ blank lines (runtime/base.IMAGE_BREAK, as Gemma 3's processor writes it), and li
 
 from __future__ import annotations
 
-import io
-
 import pytest
+import vision_support
+from vision_support import LAYERS, image, png, text, user
 
 from borealis_local.bench.synth import synthesize_projector
 from borealis_local.catalog import CHAT_FORMAT, GEMMA3_VISION, SHAPES
@@ -26,14 +26,9 @@ from borealis_local.templates import render
 
 pytestmark = pytest.mark.slow
 
-LAYERS = 1  # one encoder block: an image encodes in a few seconds on two cores
+projector = vision_support.projector
+
 IMAGE_BOUNDS = CHAT_FORMAT.start_of_image + CHAT_FORMAT.end_of_image
-
-
-@pytest.fixture(scope="module")
-def projector(tmp_path_factory):
-    return synthesize_projector(tmp_path_factory.mktemp("mmproj"), SHAPES["270m"].hidden,
-                                layers=LAYERS)
 
 
 @pytest.fixture(scope="module")
@@ -42,26 +37,6 @@ def backend(gemma_gguf, llama_cpp, projector):
     # than their 512-token window can be reused from the cache up to where it differs.
     with LlamaCppBackend(gemma_gguf, n_ctx=2048, mmproj=projector, swa_full=True) as backend:
         yield backend
-
-
-def png(color: str, size: tuple[int, int] = (64, 48)) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def text(value: str) -> dict:
-    return {"type": "text", "text": value}
-
-
-def image(data: bytes) -> dict:
-    return {"type": "image", "image": data}
-
-
-def user(*parts) -> list[dict]:
-    return [{"role": "user", "content": list(parts)}]
 
 
 def two_images(first: str, second: str) -> list[dict]:
@@ -222,3 +197,17 @@ def test_langchains_standard_image_test_passes_in_process(gemma_gguf, llama_cpp,
     finally:
         close_shared_backends()
     assert len(downloads) == 1
+
+
+def test_a_projector_beside_the_model_is_found_when_the_model_is_opened(
+        gemma_gguf, llama_cpp, projector, tmp_path):
+    from borealis_local.runtime.registry import open_backend
+
+    (tmp_path / "model.gguf").symlink_to(gemma_gguf)
+    with open_backend(str(tmp_path / "model.gguf"), n_ctx=256) as alone:
+        assert alone.mmproj is None
+    (tmp_path / projector.name).symlink_to(projector)
+    with open_backend(str(tmp_path / "model.gguf"), n_ctx=256) as beside:
+        assert beside.mmproj == tmp_path / projector.name
+    with open_backend(str(tmp_path / "model.gguf"), n_ctx=256, mmproj=None) as declined:
+        assert declined.mmproj is None

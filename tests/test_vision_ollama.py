@@ -11,15 +11,15 @@ the request Ollama gets, the prompt the double evaluated, usage and the refusals
 from __future__ import annotations
 
 import hashlib
-import io
 import warnings
 
 import pytest
+import vision_support
 from ollama_double import OllamaDouble
+from vision_support import image, png, text, user
 
 from borealis_local import templates
-from borealis_local.bench.synth import synthesize_projector
-from borealis_local.catalog import SHAPES, get_model
+from borealis_local.catalog import get_model
 from borealis_local.errors import ContextOverflowError, InvalidRequestError
 from borealis_local.ollama_install import create_model
 from borealis_local.runtime.llama_cpp import LlamaCppBackend
@@ -29,14 +29,10 @@ ollama = pytest.importorskip("ollama")
 
 pytestmark = pytest.mark.slow
 
+projector = vision_support.projector
+
 TIMEOUT = 300  # an image encodes in seconds, on a loaded two-core machine more
 PROFILE = "ollama-0.30"  # Ollama on llama-server, as every current Ollama is
-
-
-@pytest.fixture(scope="module")
-def projector(tmp_path_factory):
-    return synthesize_projector(tmp_path_factory.mktemp("mmproj"), SHAPES["270m"].hidden,
-                                layers=1)
 
 
 @pytest.fixture(scope="module")
@@ -77,26 +73,6 @@ def in_process_count(gemma_gguf, llama_cpp, projector):
     backend = LlamaCppBackend(gemma_gguf, n_ctx=2048, mmproj=projector)
     yield backend.count_tokens
     backend.close()
-
-
-def png(color: str) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def text(value: str) -> dict:
-    return {"type": "text", "text": value}
-
-
-def image(data: bytes) -> dict:
-    return {"type": "image", "image": data}
-
-
-def user(*parts) -> list[dict]:
-    return [{"role": "user", "content": list(parts)}]
 
 
 def last_chat(double) -> dict:

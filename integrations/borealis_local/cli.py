@@ -147,12 +147,34 @@ def cmd_modelfile(args: argparse.Namespace) -> int:
 
     model = get_model(args.size, args.variant)
     from_path = _checked_gguf_path(args.from_path) if args.from_path else None
+    mmproj = _projector_for(model, args)
     sys.stdout.write(
         render_modelfile(
-            model, quant=args.quant, from_path=from_path, num_ctx=args.num_ctx, system=args.system
+            model, quant=args.quant, from_path=from_path, num_ctx=args.num_ctx,
+            system=args.system, mmproj=mmproj,
         )
     )
     return 0
+
+
+def _projector_for(model, args: argparse.Namespace) -> Path | None:
+    """The vision projector for `--from`: `--mmproj PATH`, else the one beside the file
+    (looked for before symlinks are resolved: a hub cache snapshot links into blobs/)."""
+    from borealis_local.hub.projector import find_projector, projector_problems, read_projector
+
+    if args.mmproj is not None:
+        if args.no_mmproj:
+            raise BorealisError("give --mmproj PATH or --no-mmproj, not both")
+        path = _checked_gguf_path(args.mmproj)
+        problems = projector_problems(read_projector(path), model, complete=False)
+        if problems:
+            raise BorealisError(f"{path} does not fit {model.name}: " + "; ".join(problems))
+        return path
+    if args.no_mmproj or not args.from_path or model.vision is None:
+        return None
+
+    found = find_projector(Path(args.from_path).expanduser())
+    return None if found is None else found.resolve()
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
@@ -173,12 +195,16 @@ def cmd_create(args: argparse.Namespace) -> int:
     from borealis_local.ollama_install import create_model
 
     model = get_model(args.size, args.variant)
+    if args.mmproj is not None and args.no_mmproj:
+        raise BorealisError("give --mmproj PATH or --no-mmproj, not both")
     steps = create_model(
         model,
         quant=args.quant,
         from_path=args.from_path,
         tag=args.name,
         num_ctx=args.num_ctx,
+        mmproj=args.mmproj,
+        find_mmproj=not args.no_mmproj,
     )
     return _run_create(steps, args.name or model.ollama_tag)
 
@@ -208,18 +234,51 @@ def cmd_pull(args: argparse.Namespace) -> int:
         pulled = hub.pull(
             model, quant, local_dir=args.local_dir, accept_license=args.accept_license,
             ask=ask, status=lambda text: print(text, file=sys.stderr),
+            mmproj=not args.no_mmproj,
         )  # fmt: skip
     except KeyboardInterrupt:
         print("interrupted: the part downloaded is kept; run the same command again to resume",
               file=sys.stderr)
         return 130
-    verification = pulled.verification
+    projector = pulled.projector
     if args.json:
         print(json.dumps(pulled.to_dict(), indent=2))
     else:
-        how = f"resumed at byte {pulled.resumed_from:,}" if pulled.how == "resumed" else pulled.how
-        print(f"{pulled.name}: {how}" + (f" ({pulled.note})" if pulled.note else ""))
-        _print_verification(verification)
+        for each in (pulled, projector):
+            if each is not None:
+                how = each.how
+                if how == "resumed":
+                    how = f"resumed at byte {each.resumed_from:,}"
+                print(f"{each.name}: {how}" + (f" ({each.note})" if each.note else ""))
+                _print_verification(each.verification)
+    if pulled.warning:
+        print(f"WARNING: {pulled.warning}", file=sys.stderr)
+    for each in (pulled, projector):
+        if each is not None:
+            _refuse_unverified(each)
+    if args.llama_server:
+        print("\n# llama-server preset; run llama-server in the borealis-local checkout:")
+        print(hub.llama_server_preset(model, quant, pulled.path,
+                                      projector.path if projector else None), end="")
+    if args.ollama:
+        from borealis_local.ollama_install import create_model
+
+        steps = create_model(model, quant=quant, from_path=pulled.path,
+                             mmproj=projector.path if projector else None,
+                             find_mmproj=not args.no_mmproj)
+        return _run_create(steps, model.ollama_tag)
+    if not args.json and not args.llama_server:
+        print(f"next: `borealis chat {model.name}:{quant}`, or `ollama` with --ollama, "
+              "or llama-server with --llama-server")
+    return 0
+
+
+def _refuse_unverified(pulled) -> None:
+    """A pulled file that is not the hub's, not what the catalog describes, or whose
+    signature fails is an error."""
+    from borealis_local import hub
+
+    verification = pulled.verification
     if verification.hash_status == "mismatch":
         raise hub.HubError(
             f"the file on disk is not the hub's (above): delete {pulled.path.resolve()} "
@@ -237,18 +296,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
             f"{pulled.path.name} matches the hub's hash, but the repo's signature does not "
             f"hold ({check.failed_check} check, above): do not use it until you know why"
         )
-    if args.llama_server:
-        print("\n# llama-server preset; run llama-server in the borealis-local checkout:")
-        print(hub.llama_server_preset(model, quant, pulled.path), end="")
-    if args.ollama:
-        from borealis_local.ollama_install import create_model
-
-        return _run_create(create_model(model, quant=quant, from_path=pulled.path),
-                           model.ollama_tag)
-    if not args.json and not args.llama_server:
-        print(f"next: `borealis chat {model.name}:{quant}`, or `ollama` with --ollama, "
-              "or llama-server with --llama-server")
-    return 0
 
 
 def _ask_license(model) -> bool:
@@ -266,6 +313,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if (args.target is None) == (args.repo is None):
         raise BorealisError("give one GGUF (PATH or MODEL) or --repo DIR|MODEL")
+    projector, vision = None, False
     with _console(stderr=True).status(f"checking {args.target or args.repo}"):
         if args.repo is not None:
             verification = hub.verify_repo(args.repo, trust_root=args.trust_root,
@@ -273,18 +321,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
         else:
             verification = hub.verify(args.target, sha256=args.sha256, rehash=args.rehash,
                                       trust_root=args.trust_root)
+            vision = _sees_images(verification)
+            if vision and args.sha256 is None:  # --sha256 asks nothing of the hub
+                projector = hub.verify_projector(verification.path, rehash=args.rehash,
+                                                 trust_root=args.trust_root)
+    verified = verification.verified
     if args.json:
-        print(json.dumps(verification.to_dict(), indent=2))
+        result = verification.to_dict()
+        if args.repo is None and vision:
+            result["projector"] = projector.to_dict() if projector else None
+        print(json.dumps(result, indent=2))
     elif args.repo is not None:
         _print_repo_verification(verification)
     else:
         _print_verification(verification)
+        if projector is not None:
+            print(f"  projector  the vision projector of {verification.model.split(':')[0]}:")
+            _print_verification(projector, indent="    ")
+        elif vision and args.sha256 is None:
+            print(f"  projector  none on this machine: images will not work "
+                  f"(`{_pull_line(verification)}` fetches it)")
+    if args.repo is None and projector is not None:
+        verified = verified and projector.verified
+        _warn_if_root_changed(projector.signature_check)
     if not args.json:
-        print("verified" if verification.verified else "NOT verified")
+        print("verified" if verified else "NOT verified")
     _warn_if_root_changed(
         verification.signature if args.repo is not None else verification.signature_check
     )
-    return 0 if verification.verified else 1
+    return 0 if verified else 1
+
+
+def _sees_images(verification) -> bool:
+    """Whether a verified file is a catalog model that takes a vision projector."""
+    from borealis_local.catalog import parse_name
+
+    return verification.model is not None and parse_name(verification.model)[0].vision is not None
+
+
+def _pull_line(verification) -> str:
+    from borealis_local.catalog import parse_name
+
+    model, quant = parse_name(verification.model)
+    return model.pull_command(quant)
 
 
 def _warn_if_root_changed(check) -> None:
@@ -305,23 +384,28 @@ def _print_repo_verification(v) -> None:
         print(f"    EXTRA    {name} (here, not in the manifest)")
 
 
-def _print_verification(v) -> None:
+def _print_verification(v, indent: str = "  ") -> None:
     """The verification as lines a person reads (and grep finds)."""
-    print(f"  file       {v.path} ({v.size:,} bytes)")
+    def line(text: str) -> None:
+        print(indent + text)
+
+    line(f"file       {v.path} ({v.size:,} bytes)")
+    if v.projector_of:
+        line(f"role       the vision projector (mmproj) of {v.projector_of}")
     read = "" if v.rehashed else " (recorded when last read; the file has not changed)"
     if v.hash_status == "match":
-        print(f"  sha256     ok {v.sha256}{read}")
-        print(f"             matches {v.expected_source}")
+        line(f"sha256     ok {v.sha256}{read}")
+        line(f"           matches {v.expected_source}")
     elif v.hash_status == "mismatch":
-        print("  sha256     MISMATCH")
-        print(f"    expected {v.expected_sha256} ({v.expected_source})")
-        print(f"    actual   {v.sha256}")
+        line("sha256     MISMATCH")
+        line(f"  expected {v.expected_sha256} ({v.expected_source})")
+        line(f"  actual   {v.sha256}")
     else:
-        print(f"  sha256     {v.sha256}, not verified: {v.expected_source}")
-    print(f"  header     {'ok ' + v.header if v.header and not v.problems else 'PROBLEM'}")
+        line(f"sha256     {v.sha256}, not verified: {v.expected_source}")
+    line(f"header     {'ok ' + v.header if v.header and not v.problems else 'PROBLEM'}")
     for problem in v.problems:
-        print(f"    {problem}")
-    print(f"  signature  {v.signature}")
+        line(f"  {problem}")
+    line(f"signature  {v.signature}")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -373,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--from", dest="from_path", metavar="PATH.gguf", help="a local GGUF instead of the hub"
     )
+    shared.add_projector(p)
     shared.add_num_ctx(p)
     p.add_argument("--system", metavar="TEXT", help="add a SYSTEM prompt (Borealis needs none)")
     p.add_argument("--write", action="store_true", help="regenerate every file in --dir")
@@ -404,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(Ollama pulls them) or a local GGUF (--from, uploaded first).",
     )
     p.add_argument("--from", dest="from_path", metavar="PATH.gguf", help="a local GGUF")
+    shared.add_projector(p)
     p.add_argument("--name", metavar="TAG", help="the Ollama tag (default: borealis:SIZE)")
     shared.add_num_ctx(p)
     p.set_defaults(func=cmd_create)
@@ -418,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
         "accepted once. Offline (HF_HUB_OFFLINE=1) the file already downloaded is used.",
     )
     p.add_argument("--local-dir", metavar="DIR", help="put the file in DIR, not the cache")
+    p.add_argument("--no-mmproj", action="store_true",
+                   help="leave the vision projector of 4b, 12b and 27b (images need it)")
     p.add_argument("--accept-license", action="store_true",
                    help="accept the licence without being asked (for scripts)")
     p.add_argument("--ollama", action="store_true",
@@ -491,6 +579,15 @@ class SharedOptions:
         self.verbose = argparse.ArgumentParser(add_help=False)
         self.verbose.add_argument("-v", "--verbose", action="store_true",
                                   help="show llama.cpp's own log lines (kept quiet otherwise)")
+
+    @staticmethod
+    def add_projector(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--mmproj", metavar="PATH.gguf",
+            help="the vision projector to add (default: the mmproj GGUF beside --from)",
+        )  # fmt: skip
+        parser.add_argument("--no-mmproj", action="store_true",
+                            help="add no vision projector: the model serves text only")
 
     @staticmethod
     def add_num_ctx(parser: argparse.ArgumentParser) -> None:

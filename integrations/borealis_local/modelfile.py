@@ -4,6 +4,7 @@ the parameters `borealis create` sends, and the hub-side `template` and `params`
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ def _triple_quoted(text: str, what: str) -> str:
     return f'"""{text}"""'
 
 
-def _header(model: Model, *, from_path: str | None, system: str | None) -> list[str]:
+def _header(
+    model: Model, *, from_path: str | None, system: str | None, mmproj: str | None = None
+) -> list[str]:
     kind = "full" if model.variant == "full" else "open (no press material)"
     lines = [
         f"# {model.name}: Borealis {model.size.upper()}, {kind} variant.",
@@ -38,8 +41,8 @@ def _header(model: Model, *, from_path: str | None, system: str | None) -> list[
             "# and add your Ollama key (~/.ollama/id_ed25519.pub) to your Hugging Face account, or",
             f"# download the GGUF and use `{local}` instead.",
         ]
-    if model.modality != "text":
-        lines.append("# Gemma 3's vision tower is not loaded here: this Modelfile serves text.")
+    if model.vision is not None:
+        lines += _vision_header(model, from_path=from_path, mmproj=mmproj)
     lines += [
         "#",
         "# Create and run it:",
@@ -56,6 +59,34 @@ def _header(model: Model, *, from_path: str | None, system: str | None) -> list[
         lines += ["# SYSTEM is set below; the template folds it into the first user turn."]
     lines.append(f"# {GENERATED_NOTE}")
     return lines
+
+
+def _vision_header(model: Model, *, from_path: str | None, mmproj: str | None) -> list[str]:
+    """What the Modelfile does with Gemma 3's vision projector (mmproj GGUF). Ollama makes
+    a FROM of a local projector GGUF a projector layer (server/create.go,
+    isProjectorGGUF) and runs it beside the model; it ignores local files when FROM
+    names a model to pull instead (CreateHandler takes `from` before `files`)."""
+    variant = "" if model.variant == "full" else f" --variant {model.variant}"
+    local = f"borealis modelfile {model.size}{variant} --from FILE.gguf"
+    if mmproj is not None:
+        return [
+            "# Images: the second FROM is the model's vision projector (mmproj GGUF); Ollama",
+            "# makes it the model's projector layer, so the model takes images.",
+        ]
+    if from_path is not None:
+        return [
+            "# No vision projector was found beside the GGUF, so this Modelfile serves text.",
+            f"# `{model.pull_command()}` fetches the projector (mmproj) next to the model;",
+            f"# then `{local}` adds it as a second FROM, for images.",
+        ]
+    text = (
+        "Images: Ollama takes Gemma 3's vision projector (mmproj GGUF) only as a second FROM "
+        "of a local file, never beside a FROM of the hub; whether the hub's registry serves "
+        f"this repo's projector to Ollama is not confirmed. For images, `{model.pull_command()}` "
+        f"(the GGUF and its projector), then `{local}` or `borealis create {model.size}"
+        f"{variant} --from FILE.gguf`, which add the projector's FROM line."
+    )
+    return ["# " + line for line in textwrap.wrap(text, 86, break_on_hyphens=False)]
 
 
 def ollama_parameters(model: Model, num_ctx: int | None = None) -> dict[str, Any]:
@@ -111,8 +142,17 @@ def render_modelfile(
     from_path: str | Path | None = None,
     num_ctx: int | None = None,
     system: str | None = None,
+    mmproj: str | Path | None = None,
 ) -> str:
-    """One Modelfile. `from_path` points FROM at a local GGUF instead of the hub."""
+    """One Modelfile. `from_path` points FROM at a local GGUF instead of the hub;
+    `mmproj`, the model's vision projector beside it, becomes a second FROM line."""
+    if mmproj is not None and (from_path is None or model.vision is None):
+        raise BorealisError(
+            f"{model.name} is text-only: it takes no vision projector" if model.vision is None
+            else "a projector needs a local model file (--from FILE.gguf): Ollama ignores "
+            "local files when FROM names a model to pull"
+        )
+    mmproj = None if mmproj is None else str(mmproj)
     if from_path is not None:
         from_path = str(from_path)
         source = from_path
@@ -121,10 +161,11 @@ def render_modelfile(
     parameters = ollama_parameters(model, num_ctx)
     num_ctx = parameters["num_ctx"]
     kv_gib = model.shape.kv_cache_bytes(num_ctx) / GiB
-    lines = _header(model, from_path=from_path, system=system)
+    lines = _header(model, from_path=from_path, system=system, mmproj=mmproj)
+    lines += ["", f"FROM {source}"]
+    if mmproj is not None:
+        lines.append(f"FROM {mmproj}")
     lines += [
-        "",
-        f"FROM {source}",
         "",
         f"TEMPLATE {_triple_quoted(ollama_template(), 'the template')}",
         "",

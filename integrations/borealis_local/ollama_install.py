@@ -2,6 +2,10 @@
 
 The model gets our Go chat template, the catalog's parameters and its licence; its
 weights come from a local GGUF (uploaded as a blob) or from the hub (Ollama pulls them).
+A 4b, 12b or 27b created from a local GGUF brings its vision projector (the mmproj GGUF
+beside it, `hub.find_projector`) as a second file: Ollama makes a projector GGUF a
+projector layer of the model (server/create.go, isProjectorGGUF), so the model takes
+images. Ollama ignores uploaded files when the model comes from the hub (`from`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ def create_model(
     num_ctx: int | None = None,
     host: str | None = None,
     timeout: float | None = 600.0,
+    mmproj: str | os.PathLike | None = None,
+    find_mmproj: bool = True,
 ) -> Iterator[CreateProgress]:
     """Install a Borealis model into Ollama as `tag` (default `model.ollama_tag`),
     yielding progress.
@@ -44,7 +50,8 @@ def create_model(
     SAMPLING, num_ctx = `model.default_num_ctx` unless given) and its licence. Its
     weights come from a local GGUF (`from_path`: checked, then uploaded as a blob; the
     client hashes the whole file first, which takes a while for large ones) or from the
-    hub (`model.hub_reference(quant)`, which Ollama pulls).
+    hub (`model.hub_reference(quant)`, which Ollama pulls). `mmproj`: the vision
+    projector to upload with a local GGUF; by default (`find_mmproj`) the one beside it.
     """
     import ollama
 
@@ -53,6 +60,7 @@ def create_model(
     path = Path(from_path) if from_path is not None else None
     if path is not None:
         _check_gguf(path, model)
+    projector = _projector(model, path, mmproj, find_mmproj)
     client = ollama.Client(host=host, timeout=timeout)
     try:
         with _create_errors(host, tag, model, from_hub=path is None, timeout=timeout):
@@ -63,6 +71,13 @@ def create_model(
                 digest = client.create_blob(path)
                 yield CreateProgress(f"uploaded {path.name} as {digest}", size, size)
                 source: dict[str, Any] = {"files": {path.name: digest}}
+                if projector is not None:
+                    size = projector.stat().st_size
+                    yield CreateProgress(f"uploading the vision projector {projector.name}",
+                                         0, size)
+                    digest = client.create_blob(projector)
+                    yield CreateProgress(f"uploaded {projector.name} as {digest}", size, size)
+                    source["files"][projector.name] = digest
             else:
                 source = {"from_": model.hub_reference(quant)}
             parts = client.create(
@@ -77,6 +92,29 @@ def create_model(
                 yield CreateProgress(part.status or "", part.completed, part.total)
     finally:
         client.close()
+
+
+def _projector(
+    model: Model, path: Path | None, mmproj: str | os.PathLike | None, find: bool
+) -> Path | None:
+    """The projector to upload with the model file, checked to fit the model."""
+    from borealis_local.hub.projector import find_projector, projector_problems, read_projector
+
+    if mmproj is None:
+        if path is None or model.vision is None or not find:
+            return None
+        return find_projector(path)
+    if path is None:
+        raise BorealisError(
+            "a vision projector needs the model from a local file (--from FILE.gguf): "
+            "Ollama ignores uploaded files when the model comes from the hub"
+        )
+    projector = Path(mmproj).expanduser()
+    problems = projector_problems(read_projector(projector), model, complete=False)
+    if problems:
+        raise InvalidModelFileError(f"{projector} does not fit {model.name}: "
+                                    + "; ".join(problems))
+    return projector
 
 
 def _check_gguf(path: Path, model: Model) -> None:

@@ -9,6 +9,9 @@ One job per module, each importing only those above it in this list:
   (its text is `borealis_local.licences`).
 - `remote`: what the hub publishes about a GGUF (size, SHA-256, sibling files), and the
   hub's errors as ours, each saying what to do.
+- `projector`: the vision projector (mmproj GGUF) of 4b, 12b and 27b: which file of a
+  repo listing (`pick_projector`, as `llama-server -hf` picks) and which local file
+  belongs to a model (`find_projector`).
 - `record`: the record of verified files, so an unchanged file is not hashed again.
 - `signing`: the National Library's signature scheme, checked with `cryptography`.
 - `verification`: `verify`, a local GGUF's hash, header and signature.
@@ -30,11 +33,17 @@ from borealis_local.errors import (
 from borealis_local.hub.download import Pulled, pull
 from borealis_local.hub.inventory import LocalFile, llama_server_preset, local_files, ollama_models
 from borealis_local.hub.licences import accept_license, license_accepted, require_license
+from borealis_local.hub.projector import find_projector, pick_projector
 from borealis_local.hub.record import recorded_state
 from borealis_local.hub.remote import RemoteFile, remote_file
 from borealis_local.hub.repo_verification import RepoVerification, verify_repo
 from borealis_local.hub.signing import SignatureCheck
-from borealis_local.hub.verification import Verification, catalog_file, verify
+from borealis_local.hub.verification import (
+    Verification,
+    catalog_file,
+    verify,
+    verify_projector,
+)
 from borealis_local.paths import state_dir
 
 __all__ = [
@@ -51,15 +60,18 @@ __all__ = [
     "Verification",
     "accept_license",
     "catalog_file",
+    "find_projector",
     "license_accepted",
     "llama_server_preset",
     "local_files",
     "ollama_models",
+    "pick_projector",
     "pull",
     "recorded_state",
     "remote_file",
     "require_license",
     "state_dir",
     "verify",
+    "verify_projector",
     "verify_repo",
 ]

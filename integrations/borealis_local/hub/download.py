@@ -1,4 +1,5 @@
-"""Downloading a Borealis GGUF from the Hugging Face hub, resuming a broken download.
+"""Downloading a Borealis GGUF from the Hugging Face hub, resuming a broken download;
+for 4b, 12b and 27b, their vision projector (mmproj GGUF) too, the same way.
 
 Downloads go through `huggingface_hub` and keep its conventions: its cache (HF_HOME,
 HF_HUB_CACHE), its token, HF_ENDPOINT, its progress bars, and HF_HUB_OFFLINE=1 (the
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,17 @@ class Pulled:
     resumed_from: int = 0
     note: str | None = None
     """Why the hub was not asked, when it was not."""
+    projector: Pulled | None = None
+    """The vision projector pulled with a 4b, 12b or 27b (unless `mmproj=False`)."""
+    warning: str | None = None
+    """What the user must be told: a vision model whose repo lists no projector."""
+    is_projector: bool = False
+    """True for the projector itself."""
 
     @property
     def name(self) -> str:
+        if self.is_projector:
+            return f"{self.model.name} vision projector"
         return f"{self.model.name}:{self.quant}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +74,8 @@ class Pulled:
             "model": self.name, "path": str(self.path), "how": self.how,
             "resumed_from": self.resumed_from, "note": self.note,
             "verification": self.verification.to_dict(),
+            "projector": self.projector.to_dict() if self.projector else None,
+            "warning": self.warning,
         }  # fmt: skip
 
 
@@ -78,24 +89,64 @@ def pull(
     accept_license: bool = False,
     ask: Callable[[Model], bool] | None = None,
     status: Callable[[str], None] | None = None,
+    mmproj: bool = True,
 ) -> Pulled:
     """Download one Borealis GGUF (resuming a broken download), verify it and return it.
 
     Into the Hugging Face cache (`cache_dir`, default HF_HUB_CACHE), or `local_dir`.
     The licence comes first (`require_license`). Offline, or with the hub out of reach,
     the file already on disk is used; without one, HubError says what to do.
+
+    A size that sees images (4b, 12b, 27b) brings its vision projector too, the mmproj
+    GGUF of the same repo that `llama-server -hf` would take (`projector`), downloaded
+    and verified the same way, into the same folder; `mmproj=False` leaves it. A repo
+    that lists none is not an error: the model is pulled and `warning` says so.
     """
     quant = check_quant(quant)
     require_license(model, accept=accept_license, ask=ask)
     from huggingface_hub import is_offline_mode
 
+    wants_projector = mmproj and model.vision is not None
     if is_offline_mode():
-        return _from_disk(model, quant, local_dir, cache_dir, why="HF_HUB_OFFLINE=1 is set")
+        pulled = _from_disk(model, quant, local_dir, cache_dir, why="HF_HUB_OFFLINE=1 is set")
+        return _projector_from_disk(pulled) if wants_projector else pulled
     try:
         remote = remote_file(model, quant, token=token)
         url, metadata = _file_metadata(model, remote, token)
     except HubUnreachableError as error:
-        return _from_disk(model, quant, local_dir, cache_dir, why=str(error))
+        pulled = _from_disk(model, quant, local_dir, cache_dir, why=str(error))
+        return _projector_from_disk(pulled) if wants_projector else pulled
+    path, how, resumed_from = _download(model, remote, url, metadata, local_dir, cache_dir,
+                                        token, status)
+    pulled = Pulled(
+        model, quant, path, how, verify_path(path, model, quant, remote=remote),
+        resumed_from=resumed_from,
+    )
+    if not wants_projector:
+        return pulled
+    projector = remote.projector()
+    if projector is None:
+        return replace(pulled, warning=(
+            f"{remote.repo} lists no vision projector (no *mmproj*.gguf at {remote.source}): "
+            f"{model.name} was pulled and serves text, but images will not work with it"
+        ))
+    try:
+        url, metadata = _file_metadata(model, projector, token)
+    except HubUnreachableError:
+        return _projector_from_disk(pulled)
+    path, how, resumed_from = _download(model, projector, url, metadata, local_dir, cache_dir,
+                                        token, status)
+    return replace(pulled, projector=Pulled(
+        model, quant, path, how, verify_path(path, model, None, remote=projector),
+        resumed_from=resumed_from, is_projector=True,
+    ))
+
+
+def _download(
+    model: Model, remote: RemoteFile, url: str, metadata: Any, local_dir: Any, cache_dir: Any,
+    token: str | None, status: Callable[[str], None] | None,
+) -> tuple[Path, str, int]:
+    """One file of the repo into place: (its path, how, the byte it resumed at)."""
     destination = (
         Path(local_dir).expanduser() / remote.filename
         if local_dir
@@ -106,10 +157,24 @@ def pull(
         resumed_from = _fetch(model, remote, url, metadata, destination, token, status)
     path = destination if local_dir else _place_in_cache(model, remote, cache_dir, token)
     how = {None: "already here", 0: "downloaded"}.get(resumed_from, "resumed")
-    return Pulled(
-        model, quant, path, how, verify_path(path, model, quant, remote=remote),
-        resumed_from=resumed_from or 0,
-    )
+    return path, how, resumed_from or 0
+
+
+def _projector_from_disk(pulled: Pulled) -> Pulled:
+    """Offline: the projector already beside the model file, checked against the record."""
+    from borealis_local.hub.projector import find_projector
+
+    found = find_projector(pulled.path)
+    if found is None:
+        command = pulled.model.pull_command(pulled.quant)
+        return replace(pulled, warning=(
+            f"no vision projector for {pulled.model.name} is on this machine and the hub "
+            f"was not asked: images will not work until `{command}` runs with a connection"
+        ))
+    return replace(pulled, projector=Pulled(
+        pulled.model, pulled.quant, found, "already here",
+        verify_path(found, pulled.model, None), note=pulled.note, is_projector=True,
+    ))
 
 
 def _file_metadata(model: Model, remote: RemoteFile, token: str | None) -> tuple[str, Any]:

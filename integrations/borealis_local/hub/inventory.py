@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from borealis_local.catalog import MODELS, Model
+from borealis_local.errors import InvalidModelFileError
 from borealis_local.hub import hf_internals
 from borealis_local.hub.download import PARTIAL_SUFFIX
+from borealis_local.hub.projector import (
+    find_projector,
+    is_projector_name,
+    models_for_projector,
+    read_projector,
+)
 from borealis_local.hub.record import RecordedState, recorded_paths, recorded_state
 from borealis_local.hub.verification import catalog_file
 
@@ -31,15 +38,18 @@ class LocalFile:
     """"HF cache", "$BOREALIS_MODELS" or "elsewhere" (a file verified by path)."""
     state: Literal["partial"] | RecordedState
     """"verified", "not verified", "hash mismatch" or "partial"."""
+    projector_of: str | None = None
+    """For a vision projector (mmproj GGUF): the model it belongs to, `borealis-4b`."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "size": self.size,
-                "where": self.where, "state": self.state}
+                "where": self.where, "state": self.state, "projector_of": self.projector_of}
 
 
 def local_files(cache_dir: str | os.PathLike | None = None) -> list[LocalFile]:
     """Borealis GGUFs in the Hugging Face cache, in $BOREALIS_MODELS and wherever a file
-    was verified; and partial downloads, which are never taken for a model."""
+    was verified, the vision projectors of 4b, 12b and 27b among them; and partial
+    downloads, which are never taken for a model."""
     from borealis_local.runtime.resolve import MODELS_DIR_ENV
 
     found: dict[Path, LocalFile] = {}
@@ -52,7 +62,13 @@ def local_files(cache_dir: str | os.PathLike | None = None) -> list[LocalFile]:
         local = _local_file(path, where)
         if local is not None:
             found.setdefault(path.resolve(), local)
-    return sorted(found.values(), key=lambda local: (local.name, str(local.path)))
+    return sorted(found.values(), key=_listed_order)
+
+
+def _listed_order(local: LocalFile) -> tuple:
+    """By model, each model's files before its projector."""
+    model = local.name.split(" ", 1)[0].split(":", 1)[0]
+    return model, local.projector_of is not None, local.name, str(local.path)
 
 
 def _cached_files(cache_dir: str | os.PathLike | None) -> Iterator[tuple[Path, str]]:
@@ -78,12 +94,34 @@ def _local_file(path: Path, where: str) -> LocalFile | None:
     filename, partial = path.name, path.name.endswith(PARTIAL_SUFFIX)
     if partial:  # NAME.gguf.ETAG.partial
         filename = filename.removesuffix(PARTIAL_SUFFIX).rpartition(".")[0]
+    if is_projector_name(filename):
+        return _local_projector(path, where, partial)
     catalog = catalog_file(filename)
     if catalog is None or not path.is_file():
         return None
     model, quant = catalog
     state = "partial" if partial else recorded_state(path)
     return LocalFile(f"{model.name}:{quant}", path, path.stat().st_size, where, state)
+
+
+def _local_projector(path: Path, where: str, partial: bool) -> LocalFile | None:
+    """A projector whose model is known: by the cache repo it is in, by its name, or (a
+    complete file) by its projection width; others are not Borealis files."""
+    if not path.is_file():
+        return None
+    width = None
+    if not partial:
+        try:
+            width = read_projector(path).projection_dim
+        except InvalidModelFileError:
+            width = None
+    models = models_for_projector(path, width)
+    if not models:
+        return None
+    owner = " or ".join(model.name for model in models)
+    state = "partial" if partial else recorded_state(path)
+    return LocalFile(f"{owner} vision projector", path, path.stat().st_size, where, state,
+                     projector_of=owner)
 
 
 def ollama_models(host: str | None = None) -> tuple[list[dict[str, Any]] | None, str]:
@@ -112,16 +150,13 @@ def ollama_models(host: str | None = None) -> tuple[list[dict[str, Any]] | None,
     return models, f"Ollama at {host}"
 
 
-def llama_server_preset(model: Model, quant: str, path: Path) -> str:
+def llama_server_preset(model: Model, quant: str, path: Path,
+                        mmproj: Path | None = None) -> str:
     """The model's llama-server preset section (presets.py), with the local file in
-    place of the hub repo."""
-    from borealis_local.presets import llama_server_presets
+    place of the hub repo, and its vision projector (`mmproj`, else the one
+    `find_projector` finds beside it) where it has one."""
+    from borealis_local.presets import local_preset
 
-    lines = llama_server_presets(quant).splitlines()
-    start = lines.index(f"[{model.name}]")
-    end = next((i for i in range(start + 1, len(lines)) if not lines[i]), len(lines))
-    section = [
-        f"model = {path}" if line.startswith("hf-repo =") else line
-        for line in lines[start:end]
-    ]
-    return "\n".join(section) + "\n"
+    if mmproj is None and model.vision is not None:
+        mmproj = find_projector(path)
+    return local_preset(model, path, mmproj)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from borealis_local.catalog import DEFAULT_QUANT, Model
@@ -33,6 +33,8 @@ class RemoteFile:
     sha256: str | None
     """From the file's LFS metadata."""
     repo_files: tuple[str, ...] = ()
+    lfs_files: tuple[tuple[str, int | None, str | None], ...] = ()
+    """(name, size, SHA-256) of every file in the listing, for its siblings."""
 
     @property
     def source(self) -> str:
@@ -47,16 +49,32 @@ class RemoteFile:
     def signature_files(self) -> tuple[str, ...]:
         return tuple(name for name in self.repo_files if name.endswith(OPENSSF_SIGNATURE_SUFFIXES))
 
+    def sibling(self, filename: str) -> RemoteFile:
+        """Another file of the same listing (the projector), at the same revision."""
+        for name, size, sha256 in self.lfs_files:
+            if name == filename:
+                return replace(self, filename=filename, size=size, sha256=sha256)
+        raise HubError(f"{self.repo} has no file {filename} at {self.source}")
+
+    def projector(self) -> RemoteFile | None:
+        """The vision projector in this listing that `llama-server -hf` would take for
+        this file (`projector.pick_projector`), or None when the repo has none."""
+        from borealis_local.hub.projector import pick_projector
+
+        chosen = pick_projector(self.repo_files, self.filename)
+        return None if chosen is None else self.sibling(chosen)
+
 
 def remote_file(
     model: Model, quant: str = DEFAULT_QUANT, *, revision: str | None = None,
-    token: str | None = None,
+    token: str | None = None, filename: str | None = None,
 ) -> RemoteFile:
-    """Size, SHA-256 and sibling files of a GGUF, from the hub's model API. Gated repos
-    answer this without access; only their files need it."""
+    """Size, SHA-256 and sibling files of a GGUF (the model's file in `quant`, or
+    `filename` of its repo, such as the projector), from the hub's model API. Gated
+    repos answer this without access; only their files need it."""
     from huggingface_hub import HfApi, constants
 
-    filename = model.gguf_filename(quant)
+    filename = filename or model.gguf_filename(quant)
     with hub_errors(model, filename):
         info = HfApi().model_info(
             model.gguf_repo, revision=revision, files_metadata=True, token=token,
@@ -75,6 +93,11 @@ def remote_file(
         size=lfs.size if lfs else sibling.size,
         sha256=lfs.sha256 if lfs else None,
         repo_files=tuple(siblings),
+        lfs_files=tuple(
+            (name, entry.lfs.size if entry.lfs else entry.size,
+             entry.lfs.sha256 if entry.lfs else None)
+            for name, entry in siblings.items()
+        ),
     )
 
 

@@ -13,6 +13,9 @@ SHA256SUMS manifest and a certificate chain in `signing/`) is checked in full by
 `signing`, the root pinned on first use; an OpenSSF model-signing file (`model.sig`)
 is reported, never trusted unchecked; a repo with neither is "unsigned". Nothing here
 says "verified" unless the hash matched, and a signature that fails fails the verify.
+A vision projector (mmproj GGUF) is verified the same way, its header checked as a
+Gemma 3 projector that fits its model (`projector`); `verify_projector` verifies the
+one a model file has beside it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ from borealis_local.errors import (
     UnknownModelError,
 )
 from borealis_local.hub import record
+from borealis_local.hub.projector import (
+    find_projector,
+    is_projector_name,
+    models_for_projector,
+    projector_problems,
+    read_projector,
+)
 from borealis_local.hub.remote import RemoteFile, fetch_repo_file, remote_file
 from borealis_local.hub.signing import (
     SignatureCheck,
@@ -75,6 +85,8 @@ class Verification:
     """`borealis-4b:Q4_K_M` when the file name is a catalog name."""
     signature_check: SignatureCheck | None = None
     """The National Library's signature, where the repo has one and it could be asked."""
+    projector_of: str | None = None
+    """`borealis-4b` when the file is that model's vision projector (mmproj)."""
 
     @property
     def hash_status(self) -> HashStatus:
@@ -95,6 +107,7 @@ class Verification:
             "hash": self.hash_status, "rehashed": self.rehashed, "header": self.header,
             "problems": list(self.problems), "signature": self.signature,
             "signature_check": self.signature_check.to_dict() if self.signature_check else None,
+            "projector_of": self.projector_of,
         }  # fmt: skip
 
 
@@ -117,12 +130,26 @@ def verify(
     expected = _hex_sha256(sha256) if sha256 else None
     remote = None
     if expected is None and model is not None:
+        # A projector is looked up by its own name in the model's repo listing.
+        filename = path.name if is_projector_name(path.name) else None
         try:
-            remote = remote_file(model, quant, revision=_snapshot_revision(path), token=token)
+            remote = remote_file(model, quant, revision=_snapshot_revision(path), token=token,
+                                 filename=filename)
         except HubUnreachableError:
             remote = None  # the record may still know the published hash
     return verify_path(path, model, quant, remote=remote, given=expected, rehash=rehash,
                        token=token, trust_root=trust_root)
+
+
+def verify_projector(
+    model_path: str | os.PathLike, *, rehash: bool = False, token: str | None = None,
+    trust_root: str | None = None,
+) -> Verification | None:
+    """Verify the vision projector `find_projector` finds for a model file, as `verify`
+    does any file (hash, header, signature); None when the model has none here."""
+    found = find_projector(model_path)
+    return None if found is None else verify(found, rehash=rehash, token=token,
+                                             trust_root=trust_root)
 
 
 def catalog_file(filename: str) -> tuple[Model, str] | None:
@@ -144,6 +171,8 @@ def _resolve_target(target: str | os.PathLike) -> tuple[Path, Model | None, str 
         if not path.is_file():
             raise InvalidModelFileError(f"no such file: {path} (give a .gguf path or a name "
                                         "such as borealis-4b:Q8_0)")
+        if is_projector_name(path.name):
+            return path, _projector_model(path), None
         model, quant = catalog_file(path.name) or (None, None)
         return path, model, quant
     model, quant = parse_name(text)
@@ -154,6 +183,16 @@ def _resolve_target(target: str | os.PathLike) -> tuple[Path, Model | None, str 
             f"{model.name}:{quant} is not on this machine (not in the Hugging Face cache nor "
             f"$BOREALIS_MODELS): `{model.pull_command(quant)}` downloads and verifies it"
         ) from None
+
+
+def _projector_model(path: Path) -> Model | None:
+    """The catalog model a projector file belongs to, when only one can be meant."""
+    try:
+        width = read_projector(path).projection_dim
+    except InvalidModelFileError:
+        width = None
+    models = models_for_projector(path, width)
+    return models[0] if len(models) == 1 else None
 
 
 def _hex_sha256(text: str) -> str:
@@ -182,7 +221,9 @@ def verify_path(
     """Verify `path` against `given`, else `remote`, else the record; record the result;
     check the repo's signature where `remote` lists one."""
     size = path.stat().st_size
-    header, problems = _check_header(path, model, quant, size, remote)
+    projector = is_projector_name(path.name)
+    check_header = _check_projector_header if projector else _check_header
+    header, problems = check_header(path, model, quant, size, remote)
     stored = record.stored(path)
     unchanged = not rehash and record.unchanged(stored, path)
     actual = stored["sha256"] if unchanged else file_sha256(path)
@@ -200,7 +241,8 @@ def verify_path(
         expected_source=source, rehashed=not unchanged, header=header,
         problems=tuple(problems),
         signature=check.summary if check else _signature_status(remote, given),
-        model=f"{model.name}:{quant}" if model else None, signature_check=check,
+        model=f"{model.name}:{quant}" if model and not projector else None,
+        signature_check=check, projector_of=model.name if model and projector else None,
     )  # fmt: skip
 
 
@@ -258,6 +300,22 @@ def _check_header(
         f"{info.file_type or 'no stated quantisation'}"
     )
     return header, problems
+
+
+def _check_projector_header(
+    path: Path, model: Model | None, quant: str | None, size: int, remote: RemoteFile | None
+) -> tuple[str | None, list[str]]:
+    """A projector's header: a complete clip GGUF, and one that fits its model."""
+    problems = []
+    if remote is not None and remote.size is not None and size != remote.size:
+        problems.append(f"the file has {size:,} bytes, the hub's {remote.size:,}")
+    try:
+        header = read_projector(path)
+    except InvalidModelFileError as error:
+        return None, [*problems, str(error)]
+    if model is not None:
+        problems += projector_problems(header, model)
+    return f"vision projector: {header.summary}", problems
 
 
 def signature_of(

@@ -612,6 +612,11 @@ class LlamaCppRuntime(RuntimeKind):
         return {} if settings.num_ctx is None else {"n_ctx": settings.num_ctx}
 
     def open_backend(self, arguments: dict[str, Any], options: Options | None) -> Backend:
+        # The vision projector beside the model (or in the hub cache), as llama-server -hf
+        # finds it; an explicit mmproj= (None included) wins.
+        if "mmproj" not in arguments:
+            arguments = {**arguments,
+                         "mmproj": resolve.find_local_projector(arguments["model_path"])}
         return LlamaCppBackend(options=options, **arguments)
 
     def open_embedder(self, arguments: dict[str, Any]) -> Embedder:

@@ -41,3 +41,12 @@ def find_local_gguf(model: Model, quant: str) -> Path:
         f"`{model.pull_command(quant)}` (or put {filename} in ${MODELS_DIR_ENV}), "
         f"or use it through Ollama as {model.ollama_tag}"
     )
+
+
+def find_local_projector(model_path: str | os.PathLike) -> Path | None:
+    """The vision projector (mmproj GGUF) for a local model file, for
+    `LlamaCppBackend(mmproj=…)`: beside the file, or in the hub cache for a catalog
+    model (`hub.find_projector`); None for a text-only model or when there is none."""
+    from borealis_local.hub.projector import find_projector
+
+    return find_projector(model_path)
