@@ -4,7 +4,8 @@ Opt-in: skipped unless OLLAMA_HOST is set (e.g. OLLAMA_HOST=http://127.0.0.1:114
 It needs a Borealis model in that Ollama, named by BOREALIS_OLLAMA_MODEL (default
 `borealis:270m`, made by `borealis create 270m`). With BOREALIS_OLLAMA_GGUF set to a
 Borealis (or any Gemma 3) GGUF, it also creates `borealis-test:latest` from that file
-and deletes it afterwards.
+and deletes it afterwards. With BOREALIS_OLLAMA_VISION_MODEL naming a model made with
+its projector (`borealis pull 4b --ollama`), it sends that model an image.
 
     OLLAMA_HOST=http://127.0.0.1:11434 pytest -m ollama tests/test_ollama_real.py
 
@@ -30,6 +31,7 @@ from borealis_local.runtime.ollama import OllamaBackend, gguf_token_counter
 HOST = os.environ.get("OLLAMA_HOST")
 TAG = os.environ.get("BOREALIS_OLLAMA_MODEL", get_model("270m").ollama_tag)
 GGUF = os.environ.get("BOREALIS_OLLAMA_GGUF")
+VISION_TAG = os.environ.get("BOREALIS_OLLAMA_VISION_MODEL")
 TIMEOUT = 300  # a cold model load on a slow machine
 QUESTION = [{"role": "user", "content": "Hva er hovedstaden i Norge?"}]
 STORY = "Det var en gang"
@@ -176,3 +178,27 @@ def test_create_from_a_local_gguf(client):
             client.delete(tag)
         except ollama.ResponseError:
             pass
+
+
+@pytest.mark.skipif(not VISION_TAG, reason="set BOREALIS_OLLAMA_VISION_MODEL to a model "
+                    "made with its projector (`borealis pull 4b --ollama`)")
+def test_an_image_is_seen_and_counted(client):
+    import io
+
+    from PIL import Image
+
+    from borealis_local.catalog import GEMMA3_VISION
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(buffer, "PNG")
+    words = [{"type": "text", "text": "Hva er dette?"}]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "OllamaBackend cannot count")
+        with OllamaBackend(VISION_TAG, host=HOST, timeout=TIMEOUT) as seeing:
+            with_image = seeing.chat([{"role": "user", "content": [
+                *words, {"type": "image", "image": buffer.getvalue()}]}], max_tokens=4, seed=1)
+            without = seeing.chat([{"role": "user", "content": words}], max_tokens=4, seed=1)
+    assert with_image.usage.completion_tokens >= 1
+    # The image's soft tokens, its two bounds and the blank lines around it.
+    assert with_image.usage.prompt_tokens >= without.usage.prompt_tokens + (
+        GEMMA3_VISION.tokens_per_image + 2)
