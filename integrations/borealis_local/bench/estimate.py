@@ -28,6 +28,12 @@ The estimate adds what llama.cpp allocates and touches:
   here, in llama-server and in llama-bench) only the f16 mask, one row per cell.
 - overhead: the Python process with llama-cpp-python loaded, and the vocabulary and
   graph bookkeeping llama.cpp builds at load (`BASELINE_BYTES`, `VOCAB_BYTES`).
+- images (`images=True`, the 4b, 12b and 27b only): the vision projector (mmproj) that
+  libmtmd loads beside the model, on the GPU when the layers are: its weights
+  (`projector_weight_bytes`, from the catalog's `VisionTower` shape) and the compute
+  buffer clip.cpp reserves for one 896 px image (`projector_compute_bytes`, a formula
+  fitted to the reservations llama.cpp logged here on the CPU), plus the decoded image
+  and its scratch in RAM (`IMAGE_SCRATCH_BYTES`). The text-only sizes add nothing.
 
 Validated against peaks measured on CPU (VmHWM of a child process that loads the
 model and fills its context): see tests/test_estimate.py.
@@ -42,7 +48,16 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from borealis_local.bench.tensors import tensor_bytes, tensor_kind, tensor_types
-from borealis_local.catalog import DEFAULT_NUM_CTX, DEFAULT_QUANT, SHAPES, SIZES, Shape, check_quant
+from borealis_local.catalog import (
+    DEFAULT_NUM_CTX,
+    DEFAULT_QUANT,
+    SHAPES,
+    SIZES,
+    VISION,
+    Shape,
+    VisionTower,
+    check_quant,
+)
 from borealis_local.errors import BorealisError
 from borealis_local.runtime.llama_cpp import DEFAULT_SWA_FULL
 
@@ -81,6 +96,21 @@ F32, F16 = 4, 2
 RESERVED_FFN_WIDTHS, RESERVED_HIDDEN_WIDTHS = 1, 3
 IN_USE_FFN_WIDTHS, IN_USE_HIDDEN_WIDTHS = 3, 3
 FIRST_DECODE_BYTES = 18 * MiB
+# The vision projector's compute buffer, as clip.cpp reserves it for one image (its log,
+# "compute buffer size"), matched to the MiB on the CPU for the 27-block tower (and any
+# of 2 or more blocks): with flash attention one FFN and three hidden widths of f32 per
+# patch (121.25 MiB); without, K·Q's f32 scores for every head and pair of patches (1 GiB)
+# and six hidden widths (1132 MiB). The text-width projection comes after, on 256 tokens.
+PROJECTOR_FFN_WIDTHS, PROJECTOR_HIDDEN_WIDTHS = 1, 3
+PROJECTOR_HIDDEN_WIDTHS_NO_FLASH = 6
+# What a CPU process holds beyond the projector's weights and compute buffer once it has
+# loaded it and encoded an image (the decoded picture, its resized f32 copy, clip.cpp's
+# graph): 81 MiB measured here (24 at load, 57 at the first encode).
+IMAGE_SCRATCH_BYTES = 80 * MiB
+# Bytes per weight of an mmproj's matrices, by its file type; embeddings and vectors stay
+# F32 (convert_hf_to_gguf keeps Gemma 3's patch and position embeddings F32).
+PROJECTOR_DTYPES = {"F32": 4.0, "F16": 2.0, "BF16": 2.0, "Q8_0": 34 / 32}
+DEFAULT_PROJECTOR_DTYPE = "F16"
 
 
 # -- memory ------------------------------------------------------------------------------
@@ -115,11 +145,17 @@ class Estimate:
     """Whether flash attention runs (it sizes the compute buffer)."""
     swa_full: bool = False
     """Whether the sliding-window layers have a full-size cache (it sizes the KV cache)."""
+    projector: int = 0
+    """The vision projector's weights, when images are planned for (0: text only)."""
+    projector_compute: int = 0
+    """The compute buffer the projector reserves for one image (an estimate: see
+    `projector_compute_bytes`)."""
 
     @property
     def total(self) -> int:
         """The peak resident set a process shows (VmHWM): what was validated."""
-        return self.weights + self.repack + self.kv_cache + self.compute + self.overhead
+        return (self.weights + self.repack + self.kv_cache + self.compute + self.overhead
+                + self.projector + self.projector_compute)
 
     @property
     def needed(self) -> int:
@@ -132,7 +168,9 @@ class Estimate:
         """What must fit in GPU memory (0 on CPU; with unified memory, part of RAM)."""
         if self.device == "cpu":
             return 0
-        return self.weights + self.kv_cache + self.compute
+        # libmtmd puts the projector on the GPU whenever the model's layers are there.
+        return (self.weights + self.kv_cache + self.compute + self.projector
+                + self.projector_compute)
 
     @property
     def host_bytes(self) -> int:
@@ -161,6 +199,8 @@ def estimate(
     depth: int | None = None,
     flash_attn: bool | None = None,
     swa_full: bool | None = None,
+    images: bool = False,
+    tower: VisionTower | None = None,
 ) -> Estimate:
     """Expected peak memory of `size` at `quant` with an `n_ctx`-token context in use.
 
@@ -169,7 +209,9 @@ def estimate(
     With `gguf_path`, the weights are that file's own tensors. `depth`: how many tokens
     the context holds at the peak (default: all `n_ctx`, the memory to plan for).
     `flash_attn`, `swa_full`: as the model is opened (default: the runtime's defaults,
-    `FLASH_ATTN` and `FULL_SWA`).
+    `FLASH_ATTN` and `FULL_SWA`). `images`: add the vision projector (F16, as the GGUF
+    repos' mmproj files are) for a size that sees images; a text-only size adds nothing,
+    unless `tower` gives the projector to plan for (a stand-in with a synthetic one).
     """
     shape, quant = _shape(size), check_quant(quant)
     n_ctx = _padded(n_ctx or DEFAULT_NUM_CTX[size])
@@ -182,6 +224,9 @@ def estimate(
     weights = sum(tensor_bytes(dims, ggml_type) for dims, _, ggml_type in plan)
     on_cpu = device == "cpu"
     flash = FLASH_ATTN[runtime] if flash_attn is None else flash_attn
+    tower = (tower or VISION.get(size)) if images else None
+    projector = projector_weight_bytes(tower, shape.hidden) if tower else 0
+    projector_compute = projector_compute_bytes(tower, flash_attn=flash) if tower else 0
     return Estimate(
         size=size,
         quant=quant,
@@ -197,10 +242,12 @@ def estimate(
             if on_cpu
             else compute_reserved(shape, n_ctx, n_ubatch, flash_attn=flash)
         ),
-        overhead=BASELINE_BYTES + VOCAB_BYTES,
+        overhead=BASELINE_BYTES + VOCAB_BYTES + (IMAGE_SCRATCH_BYTES if tower else 0),
         source=source,
         flash_attn=flash,
         swa_full=FULL_SWA[runtime] if swa_full is None else swa_full,
+        projector=projector,
+        projector_compute=projector_compute,
     )
 
 
@@ -286,6 +333,41 @@ def _attention_bytes(shape: Shape, n_ctx: int, n_ubatch: int, flash_attn: bool) 
     return n_ubatch * F32 * n_ctx * (shape.heads + 1)
 
 
+# -- the vision projector ----------------------------------------------------------------
+
+
+def projector_weight_bytes(tower: VisionTower, text_hidden: int,
+                           dtype: str = DEFAULT_PROJECTOR_DTYPE) -> int:
+    """The tensor bytes of a Gemma 3 mmproj: a SigLIP encoder of `tower`'s shape and the
+    projection to `text_hidden`, matrices at `dtype`, the rest F32.
+
+    Per block: attention's four square matrices and the FFN's two, with their biases and
+    two layer norms; then the patch embedding (a 14 x 14 x 3 convolution per hidden
+    unit), one position embedding per patch, the last norm, the soft-embedding norm and
+    the projection. 27 blocks into 2560 (4b) make 420 M parameters, 0.85 GB at F16.
+    """
+    if dtype not in PROJECTOR_DTYPES:
+        raise BorealisError(
+            f"unknown projector type {dtype!r}: choose one of {', '.join(PROJECTOR_DTYPES)}"
+        )
+    h, ffn = tower.hidden, tower.ffn
+    matrices = tower.layers * (4 * h * h + 2 * h * ffn) + text_hidden * h
+    vectors = tower.layers * (4 * h + h + ffn + 4 * h) + 2 * h + h + h
+    embeddings = tower.patch_size**2 * 3 * h + tower.patches * h
+    return round(matrices * PROJECTOR_DTYPES[dtype]) + F32 * (vectors + embeddings)
+
+
+def projector_compute_bytes(tower: VisionTower, *, flash_attn: bool = True) -> int:
+    """The compute buffer clip.cpp reserves to encode one image (see `PROJECTOR_*`):
+    an estimate fitted to the sizes llama.cpp logged on the CPU; a GPU's was not
+    measured."""
+    patches = tower.patches
+    if flash_attn:
+        widths = PROJECTOR_FFN_WIDTHS * tower.ffn + PROJECTOR_HIDDEN_WIDTHS * tower.hidden
+        return patches * F32 * widths
+    scores = patches * patches * tower.heads
+    return patches * F32 * (scores // patches + PROJECTOR_HIDDEN_WIDTHS_NO_FLASH * tower.hidden)
+
 
 __all__ = [
     "DEVICES",
@@ -297,4 +379,6 @@ __all__ = [
     "compute_reserved",
     "estimate",
     "kv_cache_bytes",
+    "projector_compute_bytes",
+    "projector_weight_bytes",
 ]

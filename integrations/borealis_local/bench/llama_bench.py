@@ -10,7 +10,8 @@ is their arithmetic mean and stddev_ts their sample standard deviation (`run.sum
 
 Memory per row: the host peak and GPU use (`probes`), and the buffer sizes llama.cpp
 logs (model, KV cache, compute, output; on Metal the only figure), read from the
-process-wide capture of its log (`runtime.llama_log`).
+process-wide capture of its log (`runtime.llama_log`). The image test (`image_view`)
+adds the projector's: its weights and compute buffers as clip.cpp logs them at load.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from borealis_local.runtime.llama_cpp import FLASH_ATTN_OFF
 _BUFFER = re.compile(r"^\s*\S+:\s+(\S+)\s+(model|KV|compute|output|RS)\s+buffer size\s*=\s*"
                      r"([\d.]+) MiB", re.M)
 _DEVICE = re.compile(r"using device (\S+) \(([^)]*)\)")
+# What clip.cpp (the projector's loader) logs of its weights.
+_PROJECTOR_WEIGHTS = re.compile(r"^\S+:\s+model size:\s+([\d.]+) MiB", re.M)
+# The prefix of the projector's buffers in a row's `buffers`.
+MMPROJ_BUFFERS = "mmproj"
 
 
 def buffer_sizes(log: str) -> dict[str, int]:
@@ -43,6 +48,12 @@ def buffer_sizes(log: str) -> dict[str, int]:
         name = f"{device} {kind}"
         sizes[name] = sizes.get(name, 0) + round(float(mib) * 2**20)
     return sizes
+
+
+def logged_projector_weights(log: str) -> int | None:
+    """The projector's weights as clip.cpp loaded them ("model size" in its log)."""
+    found = _PROJECTOR_WEIGHTS.search(log)
+    return None if found is None else round(float(found[1]) * 2**20)
 
 
 def device_names(log: str) -> list[str]:
@@ -75,12 +86,15 @@ class LlamaCppRun(Run):
         self.random = random.Random(1234)
 
     def run(self) -> None:
-        bench_tests = [t for t in self.config.tests if not t.chat]
+        bench_tests = [t for t in self.config.tests if not (t.chat or t.image)]
         chat_tests = [t for t in self.config.tests if t.chat]
         if bench_tests:
             self._bench(bench_tests)
         for test in chat_tests:
             self._chat(test)
+        for test in self.config.tests:
+            if test.image:
+                self._image(test)
 
     def _buffers(self, since: int) -> dict[str, int]:
         return buffer_sizes(self.log.text_since(since))
@@ -226,25 +240,31 @@ class LlamaCppRun(Run):
 
     # -- the chat view -----------------------------------------------------------------
 
-    def _chat(self, test: Test) -> None:
+    def _open_backend(self, n_ctx: int, **extra: Any):
+        """The runtime's backend on this configuration's settings, as a user opens it."""
         from borealis_local.runtime.llama_cpp import LlamaCppBackend, resolve_flash_attn
 
         config = self.config
-        self.step(f"{test.name}: loading the model")
-        self.host.reset_peak()
-        # `auto` resolved before the mark: on a GPU llama.cpp is asked with a model loaded
-        # without weights, whose simulated buffers are not this row's.
+        # `auto` resolved before the caller's mark: on a GPU llama.cpp is asked with a
+        # model loaded without weights, whose simulated buffers are not this row's.
         n_gpu_layers = config.n_gpu_layers if self.gpu else 0
         if n_gpu_layers is None:
             n_gpu_layers = -1  # the backend's default on a GPU build: every layer
         flash_attn = resolve_flash_attn(config.flash_attn, config.target.path, n_gpu_layers)
         mark = self.log.mark()
-        n_ctx = 256 * math.ceil((test.n_gen + 256) / 256)  # the message is < 100 tokens
         backend = LlamaCppBackend(
             config.target.path, name=config.target.name, n_ctx=n_ctx,
             n_gpu_layers=config.n_gpu_layers, flash_attn=flash_attn,
-            n_threads=config.n_threads, n_batch=config.n_batch,
+            n_threads=config.n_threads, n_batch=config.n_batch, **extra,
         )
+        return backend, mark
+
+    def _chat(self, test: Test) -> None:
+        config = self.config
+        self.step(f"{test.name}: loading the model")
+        self.host.reset_peak()
+        n_ctx = 256 * math.ceil((test.n_gen + 256) / 256)  # the message is < 100 tokens
+        backend, mark = self._open_backend(n_ctx)
         try:
             if self.facts is None:
                 self._facts()
@@ -258,5 +278,45 @@ class LlamaCppRun(Run):
         finally:
             backend.close()
 
+    # -- an image ----------------------------------------------------------------------
 
-__all__ = ["LlamaCppRun", "buffer_sizes", "device_names"]
+    def _image(self, test: Test) -> None:
+        from borealis_local.bench.image_view import bench_image, image_reps
+        from borealis_local.catalog import GEMMA3_VISION
+
+        config = self.config
+        image = bench_image(config.image)
+        self.step(f"{test.name}: loading the model and its projector")
+        self.host.reset_peak()
+        # The image's tokens, the message and the answer.
+        n_ctx = 256 * math.ceil((GEMMA3_VISION.tokens_per_image + 256 + test.n_gen) / 256)
+        backend, mark = self._open_backend(n_ctx, mmproj=config.mmproj)
+        try:
+            if self.facts is None:
+                self._facts()
+            model_facts = self._model_facts(backend.llama.model)
+            model_buffers = self._buffers(mark)  # before the projector logs its own
+            projector = backend.load_projector()
+            projector_buffers = buffer_sizes(projector.load_log)
+            self.step(test.name)
+            stats, extra = image_reps(backend, image, test, config)
+            if self.gpu_memory is not None:
+                stats["gpu_bytes"], stats["gpu_bytes_source"] = self.gpu_memory.sample()
+            buffers = model_buffers | {f"{MMPROJ_BUFFERS} {name}": size
+                                       for name, size in projector_buffers.items()}
+            compute = sum(size for name, size in projector_buffers.items()
+                          if name.endswith(" compute"))
+            self.send(self.row(
+                test, stats, **model_facts, **self._memory(), **extra, n_ctx=n_ctx,
+                buffers=buffers, image=config.image, mmproj=config.mmproj,
+                mmproj_label=config.mmproj_label, mmproj_load_ms=projector.load_ms,
+                mmproj_file_bytes=projector.path.stat().st_size,
+                mmproj_weight_bytes=logged_projector_weights(projector.load_log),
+                mmproj_compute_bytes=compute or None,
+            ))
+        finally:
+            backend.close()
+
+
+__all__ = ["MMPROJ_BUFFERS", "LlamaCppRun", "buffer_sizes", "device_names",
+           "logged_projector_weights"]

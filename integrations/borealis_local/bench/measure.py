@@ -11,6 +11,9 @@ llama.cpp's value, as llama-bench's JSON records it: -1 auto (the default of bot
 - `chatN`, the user-facing view through the runtime's Backend (`chat_view`): time to
   first token and end-to-end tokens/second, with `concurrency` > 1 (servers) that many
   streams at once;
+- `image`, llama.cpp in-process with a vision projector (`image_view`): a chat message
+  with one image through the Backend, its encode time, the prompt's evaluation with it
+  and the projector's load time and memory;
 - for Ollama and OpenAI-compatible servers, `ppN` and `tgN` from the rates the server
   reports (`serving`).
 
@@ -42,20 +45,26 @@ class Test:
     n_gen: int = 0
     n_depth: int = 0
     chat: bool = False
+    image: bool = False  # a chat message with one image; n_gen is the answer's length
 
     def __post_init__(self):
         for name in ("n_prompt", "n_gen", "n_depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidRequestError(f"{name} must be a whole number >= 0, not {value!r}")
-        if self.chat and (self.n_gen < 1 or self.n_prompt or self.n_depth):
+        if (self.chat or self.image) and (self.n_gen < 1 or self.n_prompt or self.n_depth):
             raise InvalidRequestError("a chat test takes only n_gen >= 1 (the answer's length)")
+        if self.chat and self.image:
+            raise InvalidRequestError("a test is a chat test or an image test, not both")
         if not (self.n_prompt or self.n_gen):
             raise InvalidRequestError("a test needs n_prompt or n_gen above 0")
 
     @property
     def name(self) -> str:
-        """llama-bench's test label: pp512, tg128, pp512+tg128, tg128 @ d4096; chat128."""
+        """llama-bench's test label: pp512, tg128, pp512+tg128, tg128 @ d4096; chat128;
+        image."""
+        if self.image:
+            return "image"
         if self.chat:
             return f"chat{self.n_gen}"
         if self.n_prompt and not self.n_gen:
@@ -106,6 +115,11 @@ class Config:
     concurrency: int = 1
     warmup: bool = True
     request_timeout: float = 600.0
+    # The `image` test's picture (a file, or "synthetic") and projector, resolved by
+    # `image_view.prepare` before any child starts.
+    image: str | None = None
+    mmproj: str | None = None
+    mmproj_label: str | None = None
 
     def __post_init__(self):
         def positive(name: str) -> None:
@@ -138,12 +152,22 @@ class Config:
             )
         if not in_process and any(t.n_depth for t in self.tests):
             raise InvalidRequestError("-d (depth) is for llama.cpp in-process, not servers")
+        if any(t.image for t in self.tests):
+            if not in_process:
+                raise InvalidRequestError(
+                    "--image measures llama.cpp in-process with the model's projector: "
+                    "bench the GGUF itself (and --mmproj), not a server"
+                )
+            if self.image is None or self.mmproj is None:
+                raise InvalidRequestError("an image test needs an image and a projector "
+                                          "(--image FILE and --mmproj FILE)")
 
     def identity(self, test: Test) -> Identity:
         """What names this test's row; settings a server owns are None."""
         local = self.target.in_process
-        # The chat view runs the runtime's backend: f16 KV cache, llama.cpp's micro-batch.
-        chat = local and test.chat
+        # The chat view (images too) runs the runtime's backend: f16 KV cache, llama.cpp's
+        # micro-batch.
+        chat = local and (test.chat or test.image)
         return Identity(
             runtime=self.target.runtime,
             model=self.target.name,
@@ -156,6 +180,8 @@ class Config:
             n_batch=self.n_batch if local else None,
             n_ubatch=(CHAT_UBATCH if chat else self.n_ubatch) if local else None,
             concurrency=self.concurrency,
+            image=self.image if test.image else None,
+            mmproj=self.mmproj if test.image else None,
         )
 
     def key(self, test: Test) -> str:

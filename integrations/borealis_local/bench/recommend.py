@@ -6,6 +6,9 @@ the machine has to spare: on the GPU (VRAM, or the part of unified memory the GP
 wire) with the process in RAM, else on the CPU in RAM. The estimate opens the model as
 the runtime does by default: flash attention as `auto` resolves, the sliding-window
 layers' cache as `swa_full` sizes it (`estimate.FLASH_ATTN`, `estimate.FULL_SWA`).
+With `images=True` the image-text sizes (4b, 12b, 27b) also make room for their vision
+projector; by default the plan is for text, as the runtimes load the projector only
+when asked to (our backend at the first image, llama-server with `--mmproj`).
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ class Advice:
     fits: dict[tuple[str, str], Fit | None]
     pick: Fit | None
     """The recommendation, at the catalog's default num_ctx or the largest that fits."""
+    images: bool = False
+    """Whether the image-text sizes were planned with their vision projector."""
 
     def to_dict(self) -> dict:
         machine = asdict(self.machine) | {
@@ -138,6 +143,7 @@ class Advice:
         return {
             "machine": machine,
             "runtime": self.runtime,
+            "images": self.images,
             "recommended": self.pick.to_dict() if self.pick else None,
             "fits": [
                 {"size": size, "quant": quant, "fits": fit is not None}
@@ -147,36 +153,43 @@ class Advice:
         }
 
 
-def largest_fit(size: str, quant: str, machine: Machine, runtime: Runtime) -> Fit | None:
-    """The largest context step with which `size` at `quant` fits `machine`, if any."""
+def largest_fit(size: str, quant: str, machine: Machine, runtime: Runtime, *,
+                images: bool = False) -> Fit | None:
+    """The largest context step with which `size` at `quant` fits `machine`, if any
+    (`images`: with room for the vision projector, where the size has one)."""
     steps = [n for n in CONTEXT_STEPS if n <= SHAPES[size].context_length]
     for n_ctx in reversed(steps):
-        fit = _fit(size, quant, n_ctx, machine, runtime)
+        fit = _fit(size, quant, n_ctx, machine, runtime, images)
         if fit:
             return fit
     return None
 
 
-def _fit(size: str, quant: str, n_ctx: int, machine: Machine, runtime: Runtime) -> Fit | None:
+def _fit(size: str, quant: str, n_ctx: int, machine: Machine, runtime: Runtime,
+         images: bool) -> Fit | None:
     if machine.device != "cpu":
-        on_gpu = estimate(size, quant, n_ctx, runtime=runtime, device=machine.device)
+        on_gpu = estimate(size, quant, n_ctx, runtime=runtime, device=machine.device,
+                          images=images)
         if on_gpu.device_bytes <= machine.usable_vram and on_gpu.host_bytes <= machine.usable_ram:
             return Fit(size, quant, on_gpu, "unified" if machine.unified else "GPU")
         if machine.unified:
             return None
-    on_cpu = estimate(size, quant, n_ctx, runtime=runtime, device="cpu")
+    on_cpu = estimate(size, quant, n_ctx, runtime=runtime, device="cpu", images=images)
     return Fit(size, quant, on_cpu, "CPU") if on_cpu.needed <= machine.usable_ram else None
 
 
-def recommend(machine: Machine, runtime: Runtime = DEFAULT_RUNTIME) -> Advice:
-    """What fits `machine`: per size and quant the largest context, and one pick."""
+def recommend(machine: Machine, runtime: Runtime = DEFAULT_RUNTIME, *,
+              images: bool = False) -> Advice:
+    """What fits `machine`: per size and quant the largest context, and one pick.
+    `images`: the image-text sizes with room for their vision projector."""
     check_choice(runtime, RUNTIMES, "runtime")
-    fits = {(s, q): largest_fit(s, q, machine, runtime) for s in SIZES for q in QUANTS}
-    return Advice(machine, runtime, fits, _pick(fits, machine, runtime))
+    fits = {(s, q): largest_fit(s, q, machine, runtime, images=images)
+            for s in SIZES for q in QUANTS}
+    return Advice(machine, runtime, fits, _pick(fits, machine, runtime, images), images)
 
 
 def _pick(fits: dict[tuple[str, str], Fit | None], machine: Machine, runtime: Runtime,
-          keep: Callable[[Fit], bool] = lambda fit: True) -> Fit | None:
+          images: bool, keep: Callable[[Fit], bool] = lambda fit: True) -> Fit | None:
     """On the GPU if anything fits there (CPU inference of a big model is slow), then the
     largest size, in the most precise quant from Q8_0 to Q4_K_M, that runs with its
     default num_ctx, else with at least MIN_USEFUL_CTX (among the fits `keep` keeps)."""
@@ -186,7 +199,7 @@ def _pick(fits: dict[tuple[str, str], Fit | None], machine: Machine, runtime: Ru
                 for quant in PREFERRED_QUANTS:
                     if fits[size, quant] is None:
                         continue
-                    fit = _fit(size, quant, wanted, machine, runtime)
+                    fit = _fit(size, quant, wanted, machine, runtime, images)
                     if fit and fit.where == where and keep(fit):
                         return fit
     return None
@@ -218,7 +231,7 @@ def fast_pick(advice: Advice, bytes_per_second: float,
         return (fit.where == "CPU") == on_cpu and (
             generation_rate(fit, bytes_per_second) >= min_rate)
 
-    return _pick(advice.fits, advice.machine, advice.runtime, keep=keep)
+    return _pick(advice.fits, advice.machine, advice.runtime, advice.images, keep=keep)
 
 
 __all__ = [

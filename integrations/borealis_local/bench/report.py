@@ -139,20 +139,26 @@ def render(rows: Rows, fmt: str) -> str:
 def table_cells(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]], list[str]]:
     """The rate table's columns, its cells (a list per row, as text) and the labels its
     footnotes number (`*`, `**`, ...): what `to_markdown` and the HTML report show."""
-    labels = list(dict.fromkeys(r.label for r in rows if r.label))
+    labels = list(dict.fromkeys(
+        label for r in rows for label in (r.label, r.mmproj_label) if label))
     fields = ["model", "size", "params", "backend"] + _setting_columns(rows)
     fields += ["test", "t/s", "peak RAM"]
     if any(r.gpu_bytes for r in rows):
         fields.append("GPU mem")
     if any(r.ttft_ms is not None for r in rows):
         fields.append("ttft ms")
+    if any(r.image_encode_ms is not None for r in rows):
+        fields += list(_IMAGE_COLUMNS)
     return fields, [[_cell(row, f, labels) for f in fields] for row in rows], labels
 
 
 def to_markdown(rows: Rows) -> str:
     """llama-bench's table: model, size, params, backend, the settings that vary or are
     not the default, test, t/s (mean ± sample stddev); then peak memory and, for chat
-    rows, time to first token. Labels (a stand-in model) become footnotes."""
+    rows, time to first token; for image rows (t/s: the prompt's evaluation with the
+    image) the image's tokens and encode time (median), the projector's memory (weights
+    and compute buffers) and load time. Labels (a stand-in model, a synthetic projector)
+    become footnotes."""
     rows = [as_row(row) for row in rows]
     if not rows:
         return "no results\n"
@@ -210,13 +216,20 @@ def _setting_columns(rows: Sequence[ResultRow]) -> list[str]:
     return shown
 
 
+# The image test's columns: its own figures, and the projector's.
+_IMAGE_COLUMNS = ("img tokens", "encode ms", "mmproj mem", "mmproj load ms")
+
+
+def _stars(label: str | None, labels: list[str]) -> str:
+    return "" if not label else " " + "*" * (labels.index(label) + 1)
+
+
 def _cell(row: ResultRow, field: str, labels: list[str]) -> str:
     titles = {title: name for name, (title, _) in _SETTINGS.items()}
+    if field in _IMAGE_COLUMNS:
+        return _image_cell(row, field)
     if field == "model":
-        name = str(row.model_type or row.model or "?")
-        if row.label:
-            name += " " + "*" * (labels.index(row.label) + 1)
-        return name
+        return str(row.model_type or row.model or "?") + _stars(row.label, labels)
     if field == "size":
         return _bytes(row.model_size)
     if field == "params":
@@ -225,7 +238,7 @@ def _cell(row: ResultRow, field: str, labels: list[str]) -> str:
     if field == "backend":
         return str(row.backends or "") if _ran_llama_cpp(row) else f"{row.runtime}"
     if field == "test":
-        return str(row.get("test", ""))
+        return str(row.get("test", "")) + _stars(row.mmproj_label, labels)
     if field == "t/s":
         return f"{row.get('avg_ts', 0):.2f} ± {row.get('stddev_ts', 0):.2f}"
     if field == "peak RAM":
@@ -237,6 +250,19 @@ def _cell(row: ResultRow, field: str, labels: list[str]) -> str:
         return "" if ttft is None else f"{ttft:.1f} ± {row.stddev_ttft_ms or 0:.1f}"
     value = getattr(row, titles[field])
     return "" if value is None else str(value)
+
+
+def _image_cell(row: ResultRow, field: str) -> str:
+    if row.image_encode_ms is None:
+        return ""
+    if field == "img tokens":
+        return "" if row.image_tokens is None else str(row.image_tokens)
+    if field == "encode ms":
+        return f"{row.image_encode_ms:.1f}"
+    if field == "mmproj mem":
+        return _bytes((row.mmproj_weight_bytes or row.mmproj_file_bytes or 0)
+                      + (row.mmproj_compute_bytes or 0))
+    return "" if row.mmproj_load_ms is None else f"{row.mmproj_load_ms:.0f}"
 
 
 def _ran_llama_cpp(row: ResultRow) -> bool:

@@ -67,13 +67,25 @@ class Identity:
     n_batch: int | None
     n_ubatch: int | None
     concurrency: int | None
+    # The image test's picture and projector: two image rows with different ones are
+    # different points. None on every other row, and then left out of the key and the
+    # dict (so text rows' keys and JSON stay as they were).
+    image: str | None = None
+    mmproj: str | None = None
 
     def key(self) -> str:
         """The point as one string, as rows store it in `config_key`."""
-        return json.dumps(list(dataclasses.astuple(self)))
+        return json.dumps(list(self.to_dict().values()))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for name in _IMAGE_IDENTITY:
+            if values[name] is None:
+                del values[name]
+        return values
+
+
+_IMAGE_IDENTITY = ("image", "mmproj")
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +156,17 @@ class ResultRow(Mapping):
     timings_source: TimingsSource | None = None
     server_model_bytes: int | None = None
     server_vram_bytes: int | None = None
+    # -- an image through the vision projector (the `image` test) ----------------------
+    image: str | None = None  # the file measured, or "synthetic" (a generated picture)
+    image_tokens: int | None = None  # the soft tokens it takes in the prompt (Gemma 3: 256)
+    image_encode_ms: float | None = None  # median over the reps, one image each
+    samples_image_encode_ms: list[float] | None = None
+    mmproj: str | None = None  # the projector GGUF
+    mmproj_label: str | None = None  # e.g. a synthetic projector's "random weights"
+    mmproj_load_ms: float | None = None
+    mmproj_file_bytes: int | None = None
+    mmproj_weight_bytes: int | None = None  # as llama.cpp loaded them (its log)
+    mmproj_compute_bytes: int | None = None  # its compute buffers (its log)
     # -- the software, and bookkeeping -----------------------------------------------
     borealis_version: str | None = None
     runtime_version: str | None = None

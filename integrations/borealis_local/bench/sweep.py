@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from borealis_local.bench import image_view
 from borealis_local.bench.child import run_config
 from borealis_local.bench.measure import (
     KV_CACHE_TYPES,
@@ -112,15 +113,21 @@ class Sweep:
     warmup: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     output: str | None = None
+    image: str | None = None  # the `image` test's picture: a file or "synthetic"
+    mmproj: str | None = None  # its projector: a file or "synthetic"
+    mmproj_layers: int | None = None  # a synthetic projector's encoder blocks (27)
 
     def tests(self) -> tuple[Test, ...]:
-        """llama-bench's order per depth: pp tests, tg tests, pp+tg pairs; then chat."""
+        """llama-bench's order per depth: pp tests, tg tests, pp+tg pairs; then chat,
+        then the image test."""
         tests = []
         for depth in self.n_depth:
             tests += [Test(n_prompt=p, n_depth=depth) for p in self.n_prompt if p]
             tests += [Test(n_gen=n, n_depth=depth) for n in self.n_gen if n]
             tests += [Test(p, n, depth) for p, n in self.pg if p or n]
         tests += [Test(n_gen=n, chat=True) for n in self.chat if n]
+        if self.image is not None:
+            tests.append(Test(n_gen=image_view.IMAGE_ANSWER_TOKENS, image=True))
         return tuple(dict.fromkeys(tests))
 
 
@@ -229,20 +236,30 @@ def plan(
     *,
     done: Iterable[str] = (),
     resolve: Callable[..., Target] = resolve_target,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Config]:
     """The configurations to run, in llama-bench's order, without tests whose rows are
     `done` (their identity keys) or already planned (a server ignores local axes, and
-    the chat view ignores the KV cache type and micro-batch)."""
+    the chat view ignores the KV cache type and micro-batch). With an image test, its
+    picture and projector are checked (and a synthetic projector written) here;
+    `progress` hears what takes a while."""
     seen = set(done)
+    if sweep.image is not None:
+        for name in sweep.models:
+            image_view.check_model(name)
     targets = [resolve(name, label=sweep.labels.get(name)) for name in sweep.models]
     tests = sweep.tests()
     if not tests:
-        raise InvalidRequestError("nothing to measure: give -p, -n, -pg or --chat above 0")
+        raise InvalidRequestError(
+            "nothing to measure: give -p, -n, -pg or --chat above 0, or --image")
     local_defaults = _local_defaults(sweep, targets)
     configs = []
     for target in targets:
+        images = {} if sweep.image is None else image_view.prepare(
+            target, sweep.image, sweep.mmproj, layers=sweep.mmproj_layers, progress=progress)
         for settings in _settings(sweep, local_defaults):
-            config = Config(target, tests, reps=sweep.reps, warmup=sweep.warmup, **settings)
+            config = Config(target, tests, reps=sweep.reps, warmup=sweep.warmup,
+                            **settings, **images)
             wanted = []
             for test in tests:
                 key = config.key(test)
