@@ -205,11 +205,18 @@ def test_the_models_own_projector_is_found_beside_it(gemma_gguf, tmp_path, monke
                                                      projector_1_block):
     """As `borealis pull` leaves them: the projector next to the weights."""
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "no-hub"))
+    from hub_support import make_projector
+
     target = _alone(gemma_gguf, tmp_path / "models")
-    (tmp_path / "models" / "mmproj-model-F16.gguf").symlink_to(projector_1_block)
+    # A synthetic projector is never taken by itself (it is random weights)...
+    (tmp_path / "models" / "mmproj-synthetic-F16.gguf").symlink_to(projector_1_block)
+    with pytest.raises(InvalidRequestError, match="none is beside it"):
+        image_view.prepare(target, "synthetic", None)
+    # ...a projector for the model's width is.
+    own = make_projector(tmp_path / "models" / "mmproj-model-F16.gguf", projection_dim=640)
     found = image_view.prepare(target, "synthetic", None)
-    assert found["mmproj"] == str(tmp_path / "models" / "mmproj-model-F16.gguf")
-    assert "REDUCED to 1 of 27" in found["mmproj_label"]  # what it is, still said
+    assert found["mmproj"] == str(own)
+    assert found["mmproj_label"] is None  # not synthetic: nothing to say
 
 
 def test_image_without_a_model_takes_a_local_4b_with_its_projector_else_the_stand_in(
@@ -229,7 +236,9 @@ def test_image_without_a_model_takes_a_local_4b_with_its_projector_else_the_stan
     # A 4b without its projector cannot take the image: still the stand-in.
     (models / "borealis-4b-Q4_K_M.gguf").symlink_to(gemma_gguf)  # only looked for here
     assert cli.sweep_from_args(parsed(["--image", "synthetic"])).models == [str(gemma_gguf)]
-    synth.synthesize_projector(models, SHAPES["4b"].hidden, layers=1)
+    from hub_support import make_projector
+
+    make_projector(models / "mmproj-borealis-4b-F16.gguf", projection_dim=SHAPES["4b"].hidden)
     sweep = cli.sweep_from_args(parsed(["--image", "synthetic"]))
     assert sweep.models == ["borealis-4b:Q4_K_M"] and not sweep.labels
     assert sweep.mmproj is None  # prepare finds the 4b's own

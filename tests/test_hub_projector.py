@@ -318,7 +318,9 @@ def test_find_projector_reads_the_width_of_a_file_outside_the_catalog(tmp_path, 
     assert find_projector(link) is None
     wrong = make_projector(tmp_path / "mmproj-wide.gguf", projection_dim=2560)
     assert find_projector(link) is None and wrong.exists()
-    fitting = synthesize_projector(tmp_path, 640, layers=1)
+    synthetic = synthesize_projector(tmp_path, 640, layers=1)
+    assert find_projector(link) is None and synthetic.exists()  # random weights: never found
+    fitting = make_projector(tmp_path / "mmproj-stand-in-F16.gguf", projection_dim=640)
     assert find_projector(link) == fitting
     from borealis_local.runtime.resolve import find_local_projector
 

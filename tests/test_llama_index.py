@@ -343,12 +343,12 @@ def _png() -> bytes:
 PNG_BYTES = _png()
 
 
-def test_images_in_process_are_refused_naming_llama_server(local_llm):
+def test_images_in_process_without_a_projector_are_refused_naming_the_fix(local_llm):
     message = ChatMessage(
         role=MessageRole.USER,
         blocks=[TextBlock(text="Hva er dette?"), ImageBlock(image=PNG_BYTES)],
     )
-    with pytest.raises(InvalidRequestError, match="in-process are not supported yet.*--mmproj"):
+    with pytest.raises(InvalidRequestError, match="no vision projector.*borealis pull SIZE"):
         local_llm.chat([message])
 
 

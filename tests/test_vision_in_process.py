@@ -201,13 +201,22 @@ def test_langchains_standard_image_test_passes_in_process(gemma_gguf, llama_cpp,
 
 def test_a_projector_beside_the_model_is_found_when_the_model_is_opened(
         gemma_gguf, llama_cpp, projector, tmp_path):
+    from hub_support import make_projector
+
     from borealis_local.runtime.registry import open_backend
 
     (tmp_path / "model.gguf").symlink_to(gemma_gguf)
     with open_backend(str(tmp_path / "model.gguf"), n_ctx=256) as alone:
         assert alone.mmproj is None
+    # A synthetic projector (random weights) is never taken by itself...
     (tmp_path / projector.name).symlink_to(projector)
     with open_backend(str(tmp_path / "model.gguf"), n_ctx=256) as beside:
-        assert beside.mmproj == tmp_path / projector.name
+        assert beside.mmproj is None
+    # ...a projector of another width neither; one for the model's width is.
+    make_projector(tmp_path / "mmproj-other-F16.gguf", projection_dim=SHAPES["1b"].hidden)
+    fitting = make_projector(tmp_path / "mmproj-model-F16.gguf",
+                             projection_dim=SHAPES["270m"].hidden)
+    with open_backend(str(tmp_path / "model.gguf"), n_ctx=256) as beside:
+        assert beside.mmproj == fitting
     with open_backend(str(tmp_path / "model.gguf"), n_ctx=256, mmproj=None) as declined:
         assert declined.mmproj is None

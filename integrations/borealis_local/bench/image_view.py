@@ -145,11 +145,11 @@ def projector_label(path: Path) -> str | None:
     random weights, and a reduced encoder's depth."""
     from borealis_local.catalog import GEMMA3_VISION
     from borealis_local.gguf_header import read_header
+    from borealis_local.hub.projector import is_synthetic
 
-    metadata = read_header(path).metadata
-    tags = metadata.get("general.tags")
-    if tags is None or "synthetic" not in tags.value:
+    if not is_synthetic(path):
         return None
+    metadata = read_header(path).metadata
     label = "synthetic projector: random weights, not a model"
     blocks = metadata.get("clip.vision.block_count")
     if blocks is not None and blocks.value != GEMMA3_VISION.layers:

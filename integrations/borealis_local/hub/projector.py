@@ -174,13 +174,15 @@ def find_projector(model_path: str | os.PathLike) -> Path | None:
     """
     path = Path(model_path).expanduser()
     model = model_named(path.name) if path.name.endswith(".gguf") else None
-    if model is not None and not model.vision is not None:
+    if model is not None and model.vision is None:
         return None
     width = model.shape.hidden if model is not None else _model_width(path)
     if width is None:
         return None
     candidates = _candidates(path, model)
-    fitting = [c for c in candidates if _projection_dim(c) == width]
+    # A synthetic projector (random weights) is only ever used when given by name: found
+    # by itself it would turn every image into noise without a word.
+    fitting = [c for c in candidates if _projection_dim(c) == width and not is_synthetic(c)]
     if not fitting:
         return None
     if model is not None:
@@ -220,6 +222,18 @@ def _cache_snapshots(model: Model) -> list[Path]:
     main = repo_dir / "refs" / "main"
     first = main.read_text().strip() if main.is_file() else None
     return sorted(snapshots.iterdir(), key=lambda folder: folder.name != first)
+
+
+def is_synthetic(path: str | os.PathLike) -> bool:
+    """Whether a GGUF says it is synthetic (`borealis synth`: random weights, not a
+    model), by its general.tags."""
+    from borealis_local.gguf_header import read_header
+
+    try:
+        tags = read_header(Path(path)).metadata.get("general.tags")
+    except (OSError, InvalidModelFileError):
+        return False
+    return tags is not None and "synthetic" in tags.value
 
 
 def _projection_dim(path: Path) -> int | None:
