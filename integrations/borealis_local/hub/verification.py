@@ -270,14 +270,19 @@ def _expected_hash(
     ), False
 
 
+def _size_problems(size: int, remote: RemoteFile | None) -> list[str]:
+    """The file's size against the hub's listing, when it lists one."""
+    if remote is not None and remote.size is not None and size != remote.size:
+        return [f"the file has {size:,} bytes, the hub's {remote.size:,}"]
+    return []
+
+
 def _check_header(
     path: Path, model: Model | None, quant: str | None, size: int, remote: RemoteFile | None
 ) -> tuple[str | None, list[str]]:
     from borealis_local.runtime.gguf_check import check_gguf
 
-    problems = []
-    if remote is not None and remote.size is not None and size != remote.size:
-        problems.append(f"the file has {size:,} bytes, the hub's {remote.size:,}")
+    problems = _size_problems(size, remote)
     try:
         info = check_gguf(path)
     except InvalidModelFileError as error:
@@ -306,9 +311,7 @@ def _check_projector_header(
     path: Path, model: Model | None, quant: str | None, size: int, remote: RemoteFile | None
 ) -> tuple[str | None, list[str]]:
     """A projector's header: a complete clip GGUF, and one that fits its model."""
-    problems = []
-    if remote is not None and remote.size is not None and size != remote.size:
-        problems.append(f"the file has {size:,} bytes, the hub's {remote.size:,}")
+    problems = _size_problems(size, remote)
     try:
         header = read_projector(path)
     except InvalidModelFileError as error:

@@ -282,6 +282,27 @@ def image_text(parts: list[dict[str, Any]], marker: str) -> str:
     )
 
 
+def with_images_as(messages: list[dict[str, Any]], marker: str) -> list[dict[str, Any]]:
+    """Normalised messages with every typed content as `image_text` (string contents
+    as they are): the chat a runtime that marks images in text templates."""
+    return [
+        m if isinstance(m["content"], str)
+        else {"role": m["role"], "content": image_text(m["content"], marker)}
+        for m in messages
+    ]  # fmt: skip
+
+
+def images_in(messages: Iterable[Mapping[str, Any]] | None) -> list[Any]:
+    """The images of normalised messages, in order."""
+    return [
+        part["image"]
+        for message in messages or ()
+        if not isinstance(message["content"], str)
+        for part in message["content"]
+        if part["type"] == "image"
+    ]
+
+
 def text_only_refusal(model: str) -> str | None:
     """Why a catalog model that sees no images cannot take one (None if it can or the
     name is not the catalog's)."""

@@ -27,8 +27,9 @@ from borealis_local.runtime.base import (
     Timings,
     Usage,
     has_images,
-    image_text,
+    images_in,
     normalise_messages,
+    with_images_as,
 )
 from borealis_local.runtime.embeddings import Embedder
 from borealis_local.runtime.kind import BenchTarget, RuntimeKind, Settings
@@ -282,12 +283,8 @@ class LlamaCppBackend(Backend):
     def image_prompt(self, messages: list[dict[str, Any]]):
         """The chat with images as libmtmd's chunks (a `runtime/mtmd.Prompt`; close it)."""
         projector = self.load_projector()
-        images = [p["image"] for m in messages if not isinstance(m["content"], str)
-                  for p in m["content"] if p["type"] == "image"]
-        flat = [m if isinstance(m["content"], str)
-                else {"role": m["role"], "content": image_text(m["content"], projector.marker)}
-                for m in messages]
-        return projector.tokenize(render(flat), images)
+        return projector.tokenize(render(with_images_as(messages, projector.marker)),
+                                  images_in(messages))
 
     def count_tokens(self, messages) -> int:
         """Prompt tokens a chat would take, template and images included."""

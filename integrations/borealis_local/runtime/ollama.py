@@ -132,6 +132,8 @@ from borealis_local.runtime.base import (
     Usage,
     has_images,
     image_text,
+    images_in,
+    with_images_as,
 )
 from borealis_local.runtime.embeddings import Embedder
 from borealis_local.runtime.kind import BenchTarget, RuntimeKind, Settings
@@ -456,21 +458,12 @@ def _texts(messages: list[dict[str, Any]] | None) -> list[str]:
     return texts
 
 
-def _image_count(request: Request) -> int:
-    return sum(
-        part["type"] == "image"
-        for message in request.messages or ()
-        if not isinstance(message["content"], str)
-        for part in message["content"]
-    )
-
-
 def _image_soft_tokens(request: Request) -> int:
     """The soft tokens of the request's images, which the template's text does not hold
     (`_prompt_text` holds the tokens around them)."""
     from borealis_local.catalog import GEMMA3_VISION
 
-    return _image_count(request) * GEMMA3_VISION.tokens_per_image
+    return len(images_in(request.messages)) * GEMMA3_VISION.tokens_per_image
 
 
 def _prompt_text(request: Request) -> str:
@@ -478,11 +471,7 @@ def _prompt_text(request: Request) -> str:
     image stands the two tokens libmtmd puts around its soft tokens."""
     if request.messages is not None:
         around = CHAT_FORMAT.start_of_image + CHAT_FORMAT.end_of_image
-        return templates.render([
-            m if isinstance(m["content"], str)
-            else {"role": m["role"], "content": image_text(m["content"], around)}
-            for m in request.messages
-        ])  # fmt: skip
+        return templates.render(with_images_as(request.messages, around))
     return CHAT_FORMAT.bos + request.prompt
 
 
@@ -492,7 +481,7 @@ def minimum_prompt_tokens(request: Request) -> int:
     per image."""
     texts = _texts(request.messages) if request.messages else [request.prompt]
     size = sum(len(text.encode()) for text in texts)
-    return 1 + math.ceil(size / GEMMA3_MAX_TOKEN_BYTES) + _image_count(request)
+    return 1 + math.ceil(size / GEMMA3_MAX_TOKEN_BYTES) + len(images_in(request.messages))
 
 
 def _check_fits(counted: int, max_tokens: int | None, n_ctx: int) -> None:
